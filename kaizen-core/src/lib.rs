@@ -1,0 +1,1 @@
+//! kaizen-core (work in progress).

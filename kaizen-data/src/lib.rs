@@ -1,0 +1,1 @@
+//! kaizen-data (work in progress).

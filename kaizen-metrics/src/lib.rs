@@ -1,0 +1,1 @@
+//! kaizen-metrics (work in progress).

@@ -1,0 +1,1 @@
+//! kaizen-models (work in progress).
