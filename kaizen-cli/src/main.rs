@@ -1,1 +1,63 @@
-fn main() {}
+//! `kaizen`: the command-line front end of kaizen-rs. Libraries do the work; this crate is glue.
+
+mod cmd_bench;
+mod cmd_data;
+mod cmd_metrics;
+mod cmd_model;
+mod cmd_run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Kaizen: practical self-supervised continual learning with continual fine-tuning.
+#[derive(Parser)]
+#[command(name = "kaizen", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a continual-learning run (or several strategies with --compare).
+    Run(cmd_run::RunArgs),
+    /// Continue an interrupted run from its last checkpoint.
+    Resume(cmd_run::ResumeArgs),
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(cmd_data::DataCommand),
+    /// Compute continual-learning metrics from an accuracy matrix (CSV).
+    Metrics(cmd_metrics::MetricsArgs),
+    /// Export a checkpoint's backbone with torchvision tensor names.
+    Export(cmd_model::ExportArgs),
+    /// Import a PyTorch (torchvision-named) backbone into a kaizen checkpoint.
+    Import(cmd_model::ImportArgs),
+    /// Run a checkpoint's backbone in eval mode on an image tensor and write the features.
+    Features(cmd_model::FeaturesArgs),
+    /// Write a freshly initialised model checkpoint.
+    InitModel(cmd_model::InitModelArgs),
+    /// Time training steps (compare with ../shared/tools/torch_reference.py).
+    Bench(cmd_bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => cmd_run::run(a),
+        Command::Resume(a) => cmd_run::resume(a),
+        Command::Data(a) => cmd_data::run(a),
+        Command::Metrics(a) => cmd_metrics::run(a),
+        Command::Export(a) => cmd_model::export(a),
+        Command::Import(a) => cmd_model::import(a),
+        Command::Features(a) => cmd_model::features(a),
+        Command::InitModel(a) => cmd_model::init_model(a),
+        Command::Bench(a) => cmd_bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

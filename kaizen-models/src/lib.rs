@@ -1,1 +1,2 @@
-//! kaizen-models (work in progress).
+//! kaizen-models: the model zoo (work in progress).
+pub mod ops;
