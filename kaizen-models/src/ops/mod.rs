@@ -1,15 +1,51 @@
 //! Compute kernels the models call: convolution and batch normalisation.
 //!
-//! Every layer of the model zoo goes through these functions, so a faster kernel (issue 7) replaces the
-//! body here and nothing else changes. Today they are plain compositions of candle ops (the reference
-//! implementation the fast kernels are tested against).
+//! Every layer of the model zoo goes through these functions. On the CPU with f32 tensors they run
+//! the fast kernels of issue 7 (candle custom ops with their own backward): an im2col/col2im + gemm
+//! convolution ([`conv2d`]) and a fused training-mode batch norm + ReLU ([`batch_norm_train`]).
+//! On other devices or dtypes they fall back to the `reference_*` compositions of candle ops, which
+//! are also what the tests compare the fast kernels against.
 
-use candle_core::{Result, Tensor, D};
+mod bn;
+mod conv;
+mod host;
+
+use candle_core::{DType, Device, Result, Tensor, D};
+use std::sync::{Arc, OnceLock};
+
+/// True when the fast CPU kernels apply to these tensors (all f32 on the CPU).
+fn fast_path(ts: &[&Tensor]) -> bool {
+    ts.iter()
+        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
+}
 
 /// 2-D convolution without bias, dilation 1, groups 1.
-/// x: (B, Cin, H, W), w: (Cout, Cin, K, K) -> (B, Cout, H', W').
+/// x: (B, Cin, H, W), w: (Cout, Cin, K, K) -> (B, Cout, H', W') with
+/// H' = (H + 2 * padding - K) / stride + 1 (same for W').
+/// On the CPU (f32) this is [`fast_conv2d`]; elsewhere candle's conv2d ([`reference_conv2d`]).
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    reference_conv2d(x, w, stride, padding)
+    if fast_path(&[x, w]) {
+        fast_conv2d(x, w, stride, padding)
+    } else {
+        reference_conv2d(x, w, stride, padding)
+    }
+}
+
+/// The CPU kernel behind [`conv2d`]: a candle custom op (im2col + gemm forward; col2im + gemm input
+/// gradient; gemm weight gradient), split over candle's thread count. Requires f32 CPU tensors.
+/// Errors on non-square kernels, channel mismatch, or a kernel larger than the padded input.
+pub fn fast_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    // Validate shapes up front so the error names the problem before any work is done.
+    conv::ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    x.apply_op2(
+        &w,
+        conv::Conv2dOp {
+            stride,
+            pad: padding,
+        },
+    )
 }
 
 /// candle's own conv2d: the reference the fast kernels are checked against.
@@ -28,7 +64,39 @@ pub fn batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    reference_batch_norm_train(x, gamma, beta, eps, relu)
+    if fast_path(&[x, gamma, beta]) {
+        fast_batch_norm_train(x, gamma, beta, eps, relu)
+    } else {
+        reference_batch_norm_train(x, gamma, beta, eps, relu)
+    }
+}
+
+/// The CPU kernel behind [`batch_norm_train`]: one fused custom op (statistics, normalisation,
+/// affine, ReLU) with a fused backward for x, gamma and beta. Requires f32 CPU tensors.
+pub fn fast_batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let x = x.contiguous()?;
+    let gamma = gamma.contiguous()?;
+    let beta = beta.contiguous()?;
+    let stats = Arc::new(OnceLock::new());
+    let op = bn::BnTrainOp {
+        eps,
+        relu,
+        stats: stats.clone(),
+    };
+    let y = x.apply_op3(&gamma, &beta, op)?;
+    let Some(st) = stats.get() else {
+        candle_core::bail!("batch_norm_train: the fused kernel produced no statistics")
+    };
+    let c = st.mean.len();
+    let mean = Tensor::from_slice(&st.mean, c, x.device())?;
+    let var = Tensor::from_slice(&st.var, c, x.device())?;
+    Ok((y, mean, var))
 }
 
 /// Composition of candle ops for [`batch_norm_train`]: the reference for the fused kernel.
@@ -50,11 +118,15 @@ pub fn reference_batch_norm_train(
     let centered = flat.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean(0)?; // biased
     let inv = (var.clone() + eps)?.sqrt()?.recip()?;
-    let y = centered.broadcast_mul(&(inv * gamma)?)?.broadcast_add(beta)?;
+    let y = centered
+        .broadcast_mul(&(inv * gamma)?)?
+        .broadcast_add(beta)?;
     let y = if relu { y.relu()? } else { y };
     let y = if x.rank() == 4 {
         let (b, _, h, w) = x.dims4()?;
-        y.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()?
+        y.reshape((b, h, w, c))?
+            .permute((0, 3, 1, 2))?
+            .contiguous()?
     } else {
         y
     };

@@ -1,0 +1,330 @@
+//! Fused training-mode batch normalisation (+ optional ReLU) on the CPU, as a candle custom op.
+//!
+//! The input is viewed as (B, C, S) with S = H*W for NCHW and S = 1 for (B, C); N = B*S values per
+//! channel. Forward: `mean_c`, biased `var_c`, `xhat = (x - mean_c) * inv_c` with
+//! `inv_c = 1 / sqrt(var_c + eps)`, `y = max(0, gamma_c * xhat + beta_c)` (ReLU optional).
+//! Backward, with `g = dy * [y > 0]` (or `dy` without ReLU):
+//! `dbeta_c = sum g`, `dgamma_c = sum g * xhat`,
+//! `dx = gamma_c * inv_c * (g - dbeta_c / N - xhat * dgamma_c / N)`.
+//! Statistics are accumulated in f64 (two passes: mean, then centred squares).
+
+use super::host::{cpu_slice, num_threads, with_slice};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::{Arc, OnceLock};
+
+/// Per-channel statistics of one forward call: mean, biased variance and 1/sqrt(var + eps).
+#[derive(Debug)]
+pub(crate) struct BnStats {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub inv: Vec<f32>,
+}
+
+/// The custom op: arg1 = x (B,C[,H,W]), arg2 = gamma (C,), arg3 = beta (C,), all f32 contiguous.
+/// `stats` is filled by the forward pass and read by the caller and by the backward pass.
+pub(crate) struct BnTrainOp {
+    pub eps: f64,
+    pub relu: bool,
+    pub stats: Arc<OnceLock<BnStats>>,
+}
+
+/// (B, C, S) view of an NCHW or (B, C) shape.
+fn bcs(dims: &[usize]) -> Result<(usize, usize, usize)> {
+    match dims {
+        [b, c] => Ok((*b, *c, 1)),
+        [b, c, h, w] => Ok((*b, *c, h * w)),
+        _ => bail!("batch_norm_train: expected (B,C) or (B,C,H,W), got {dims:?}"),
+    }
+}
+
+/// Channel blocks for the (B, C) case, so threads own disjoint columns.
+fn col_blocks(c: usize) -> usize {
+    (c.div_ceil(num_threads() * 4)).max(64)
+}
+
+/// Mean and biased variance per channel (f64 accumulation).
+fn stats(x: &[f32], b: usize, c: usize, s: usize, eps: f64) -> BnStats {
+    let n = (b * s) as f64;
+    let mut mean = vec![0f32; c];
+    let mut var = vec![0f32; c];
+    if s > 1 {
+        mean.par_iter_mut()
+            .zip(var.par_iter_mut())
+            .enumerate()
+            .for_each(|(ch, (m, v))| {
+                let mut sum = 0f64;
+                for bi in 0..b {
+                    let p = &x[(bi * c + ch) * s..][..s];
+                    sum += p.iter().map(|&t| t as f64).sum::<f64>();
+                }
+                let mu = sum / n;
+                let muf = mu as f32;
+                let mut sq = 0f64;
+                for bi in 0..b {
+                    let p = &x[(bi * c + ch) * s..][..s];
+                    // f32 inner sums of centred squares are accurate enough per plane; combine in f64.
+                    sq += p.iter().map(|&t| (t - muf) * (t - muf)).sum::<f32>() as f64;
+                }
+                *m = muf;
+                *v = (sq / n) as f32;
+            });
+    } else {
+        let blk = col_blocks(c);
+        mean.par_chunks_mut(blk)
+            .zip(var.par_chunks_mut(blk))
+            .enumerate()
+            .for_each(|(bk, (m, v))| {
+                let c0 = bk * blk;
+                let w = m.len();
+                let mut acc = vec![0f64; w];
+                for bi in 0..b {
+                    for (a, &t) in acc.iter_mut().zip(&x[bi * c + c0..][..w]) {
+                        *a += t as f64;
+                    }
+                }
+                for (mm, a) in m.iter_mut().zip(&acc) {
+                    *mm = (*a / n) as f32;
+                }
+                acc.fill(0.0);
+                for bi in 0..b {
+                    for ((a, &t), &mm) in acc.iter_mut().zip(&x[bi * c + c0..][..w]).zip(m.iter()) {
+                        let d = (t - mm) as f64;
+                        *a += d * d;
+                    }
+                }
+                for (vv, a) in v.iter_mut().zip(&acc) {
+                    *vv = (*a / n) as f32;
+                }
+            });
+    }
+    let inv = var
+        .iter()
+        .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+        .collect();
+    BnStats { mean, var, inv }
+}
+
+/// y = [relu](scale_c * x + shift_c) over the (B, C, S) view.
+fn apply(x: &[f32], y: &mut [f32], c: usize, s: usize, scale: &[f32], shift: &[f32], relu: bool) {
+    if s > 1 {
+        y.par_chunks_mut(s)
+            .zip(x.par_chunks(s))
+            .enumerate()
+            .for_each(|(i, (yp, xp))| {
+                let (a, bb) = (scale[i % c], shift[i % c]);
+                if relu {
+                    for (d, &t) in yp.iter_mut().zip(xp) {
+                        *d = (a * t + bb).max(0.0);
+                    }
+                } else {
+                    for (d, &t) in yp.iter_mut().zip(xp) {
+                        *d = a * t + bb;
+                    }
+                }
+            });
+    } else {
+        y.par_chunks_mut(c)
+            .zip(x.par_chunks(c))
+            .for_each(|(yr, xr)| {
+                for ((d, &t), (&a, &bb)) in yr.iter_mut().zip(xr).zip(scale.iter().zip(shift)) {
+                    let v = a * t + bb;
+                    *d = if relu { v.max(0.0) } else { v };
+                }
+            });
+    }
+}
+
+/// Forward on host slices; returns y and the statistics.
+pub(crate) fn bn_fwd(
+    x: &[f32],
+    dims: &[usize],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    relu: bool,
+) -> Result<(Vec<f32>, BnStats)> {
+    let (b, c, s) = bcs(dims)?;
+    if gamma.len() != c || beta.len() != c || x.len() != b * c * s {
+        bail!(
+            "batch_norm_train: x {dims:?} does not match gamma ({}) / beta ({})",
+            gamma.len(),
+            beta.len()
+        )
+    }
+    if b * s == 0 {
+        bail!("batch_norm_train: empty batch {dims:?}")
+    }
+    let st = stats(x, b, c, s, eps);
+    let scale: Vec<f32> = st.inv.iter().zip(gamma).map(|(i, g)| i * g).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - st.mean[i] * scale[i]).collect();
+    let mut y = vec![0f32; x.len()];
+    apply(x, &mut y, c, s, &scale, &shift, relu);
+    Ok((y, st))
+}
+
+/// Backward on host slices: returns (dx, dgamma, dbeta).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bn_bwd(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dims: &[usize],
+    gamma: &[f32],
+    st: &BnStats,
+    relu: bool,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let (b, c, s) = bcs(dims)?;
+    if x.len() != b * c * s || y.len() != x.len() || dy.len() != x.len() || gamma.len() != c {
+        bail!("batch_norm_train backward: inconsistent sizes for {dims:?}")
+    }
+    let n = (b * s) as f32;
+    let mut dgamma = vec![0f32; c];
+    let mut dbeta = vec![0f32; c];
+    let gate = |yv: f32, g: f32| if relu && yv <= 0.0 { 0.0 } else { g };
+    // Per-channel reductions.
+    if s > 1 {
+        dgamma
+            .par_iter_mut()
+            .zip(dbeta.par_iter_mut())
+            .enumerate()
+            .for_each(|(ch, (dg, db))| {
+                let (mu, inv) = (st.mean[ch], st.inv[ch]);
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for bi in 0..b {
+                    let o = (bi * c + ch) * s;
+                    let (mut a, mut bb) = (0f32, 0f32);
+                    for ((&xv, &yv), &g) in x[o..o + s].iter().zip(&y[o..o + s]).zip(&dy[o..o + s])
+                    {
+                        let g = gate(yv, g);
+                        a += g;
+                        bb += g * (xv - mu);
+                    }
+                    sg += a as f64;
+                    sgx += bb as f64;
+                }
+                *db = sg as f32;
+                *dg = (sgx as f32) * inv;
+            });
+    } else {
+        let blk = col_blocks(c);
+        dgamma
+            .par_chunks_mut(blk)
+            .zip(dbeta.par_chunks_mut(blk))
+            .enumerate()
+            .for_each(|(bk, (dg, db))| {
+                let c0 = bk * blk;
+                let w = dg.len();
+                let mut sg = vec![0f64; w];
+                let mut sgx = vec![0f64; w];
+                for bi in 0..b {
+                    let o = bi * c + c0;
+                    for j in 0..w {
+                        let g = gate(y[o + j], dy[o + j]) as f64;
+                        sg[j] += g;
+                        sgx[j] += g * (x[o + j] - st.mean[c0 + j]) as f64;
+                    }
+                }
+                for j in 0..w {
+                    db[j] = sg[j] as f32;
+                    dg[j] = sgx[j] as f32 * st.inv[c0 + j];
+                }
+            });
+    }
+    // dx = k1 * g + k2 * x + k3 per channel, with
+    // k1 = gamma*inv, k2 = -gamma*inv^2*dgamma/N, k3 = -k1*dbeta/N - k2*mean.
+    let k1: Vec<f32> = (0..c).map(|i| gamma[i] * st.inv[i]).collect();
+    let k2: Vec<f32> = (0..c).map(|i| -k1[i] * st.inv[i] * dgamma[i] / n).collect();
+    let k3: Vec<f32> = (0..c)
+        .map(|i| -k1[i] * dbeta[i] / n - k2[i] * st.mean[i])
+        .collect();
+    let mut dx = vec![0f32; x.len()];
+    if s > 1 {
+        dx.par_chunks_mut(s).enumerate().for_each(|(i, d)| {
+            let ch = i % c;
+            let o = i * s;
+            let (a1, a2, a3) = (k1[ch], k2[ch], k3[ch]);
+            for (((dv, &xv), &yv), &g) in d
+                .iter_mut()
+                .zip(&x[o..o + s])
+                .zip(&y[o..o + s])
+                .zip(&dy[o..o + s])
+            {
+                *dv = a1 * gate(yv, g) + a2 * xv + a3;
+            }
+        });
+    } else {
+        dx.par_chunks_mut(c).enumerate().for_each(|(bi, d)| {
+            let o = bi * c;
+            for (j, dv) in d.iter_mut().enumerate() {
+                *dv = k1[j] * gate(y[o + j], dy[o + j]) + k2[j] * x[o + j] + k3[j];
+            }
+        });
+    }
+    Ok((dx, dgamma, dbeta))
+}
+
+impl CustomOp3 for BnTrainOp {
+    fn name(&self) -> &'static str {
+        "kaizen-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = cpu_slice(s1, l1, "batch_norm_train input")?;
+        let gamma = cpu_slice(s2, l2, "batch_norm_train gamma")?;
+        let beta = cpu_slice(s3, l3, "batch_norm_train beta")?;
+        let (y, st) = bn_fwd(x, l1.dims(), gamma, beta, self.eps, self.relu)?;
+        // A fresh op is built for every call, so the cell is empty here; a second forward through
+        // the same op (not done by this crate) would keep the first statistics, which is an error.
+        if self.stats.set(st).is_err() {
+            bail!("batch_norm_train: op reused for a second forward pass")
+        }
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(st) = self.stats.get() else {
+            bail!("batch_norm_train backward: forward statistics missing")
+        };
+        let (dx, dg, db) = with_slice(x, "batch_norm_train input", |xs| {
+            with_slice(res, "batch_norm_train output", |ys| {
+                with_slice(dy, "batch_norm_train output grad", |dys| {
+                    with_slice(gamma, "batch_norm_train gamma", |gs| {
+                        bn_bwd(xs, ys, dys, x.dims(), gs, st, self.relu)
+                    })
+                })
+            })
+        })?;
+        let dx = if x.track_op() {
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let dg = if gamma.track_op() {
+            Some(Tensor::from_vec(dg, gamma.shape(), gamma.device())?)
+        } else {
+            None
+        };
+        let db = if beta.track_op() {
+            Some(Tensor::from_vec(db, beta.shape(), beta.device())?)
+        } else {
+            None
+        };
+        Ok((dx, dg, db))
+    }
+}

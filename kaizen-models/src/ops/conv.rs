@@ -1,0 +1,401 @@
+//! Fast CPU 2-D convolution (NCHW, f32, groups 1, dilation 1) as a candle custom op.
+//!
+//! Forward, per sample b: `y[b] (Cout x HoWo) = W (Cout x CinKK) * col[b] (CinKK x HoWo)` where
+//! `col = im2col(x[b])`. Backward: `dcol = W^T * dy[b]` then `dx[b] = col2im(dcol)`, and
+//! `dW = sum_b dy[b] * col[b]^T`. A 1x1 stride-1 unpadded convolution skips im2col/col2im (the
+//! sample itself is the column matrix). Samples are split across threads; every gemm runs on one
+//! thread, except when the batch is smaller than the thread count (then gemm itself is parallel).
+
+use super::host::{cpu_slice, num_threads, sgemm, with_slice, Mat};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Geometry of one convolution: x (b, cin, h, w), weight (cout, cin, k, k), output (b, cout, ho, wo).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeom {
+    pub b: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvGeom {
+    /// Geometry from the input and weight dims; errors on mismatched channels or an empty output.
+    pub(crate) fn new(xd: &[usize], wd: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[b, cin, h, w], &[cout, cin2, k, k2]) = (xd, wd) else {
+            bail!("conv2d: expected x (B,Cin,H,W) and w (Cout,Cin,K,K), got {xd:?} and {wd:?}")
+        };
+        if cin != cin2 || k != k2 || stride == 0 || k == 0 {
+            bail!("conv2d: incompatible x {xd:?}, w {wd:?}, stride {stride}")
+        }
+        if h + 2 * pad < k || w + 2 * pad < k {
+            bail!("conv2d: kernel {k} larger than padded input {xd:?} (padding {pad})")
+        }
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let wo = (w + 2 * pad - k) / stride + 1;
+        Ok(Self {
+            b,
+            cin,
+            h,
+            w,
+            cout,
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        })
+    }
+    fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    fn n(&self) -> usize {
+        self.ho * self.wo
+    }
+    fn in_plane(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    fn out_plane(&self) -> usize {
+        self.cout * self.n()
+    }
+    /// True when the column matrix of a sample is the sample itself.
+    fn is_pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Range of output positions o (along one axis of length `out`) whose input index
+    /// `o * stride + kk - pad` falls in `0..len`.
+    fn valid(&self, kk: usize, out: usize, len: usize) -> (usize, usize) {
+        let s = self.stride;
+        // first o with o*s + kk >= pad
+        let lo = if kk >= self.pad {
+            0
+        } else {
+            (self.pad - kk).div_ceil(s)
+        };
+        // last o with o*s + kk - pad <= len - 1  <=>  o*s <= len - 1 + pad - kk
+        let lim = len + self.pad; // exclusive bound on o*s + kk
+        let hi = if lim <= kk {
+            0
+        } else {
+            ((lim - kk - 1) / s + 1).min(out)
+        };
+        (lo.min(hi), hi)
+    }
+}
+
+/// `col (CinKK x HoWo) = im2col(x)` for one sample `x (Cin x H x W)`; writes every element of `col`.
+fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    let (k, n, wo) = (g.k, g.n(), g.wo);
+    for ci in 0..g.cin {
+        let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            let (oy_lo, oy_hi) = g.valid(ky, g.ho, g.h);
+            for kx in 0..k {
+                let (ox_lo, ox_hi) = g.valid(kx, wo, g.w);
+                let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                row[..oy_lo * wo].fill(0.0);
+                row[oy_hi * wo..].fill(0.0);
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * g.stride + ky - g.pad;
+                    let xr = &xc[iy * g.w..(iy + 1) * g.w];
+                    let r = &mut row[oy * wo..(oy + 1) * wo];
+                    r[..ox_lo].fill(0.0);
+                    r[ox_hi..].fill(0.0);
+                    if ox_hi > ox_lo {
+                        let ix0 = ox_lo * g.stride + kx - g.pad;
+                        if g.stride == 1 {
+                            r[ox_lo..ox_hi].copy_from_slice(&xr[ix0..ix0 + ox_hi - ox_lo]);
+                        } else {
+                            for (j, v) in r[ox_lo..ox_hi].iter_mut().enumerate() {
+                                *v = xr[ix0 + j * g.stride];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dx (Cin x H x W) = col2im(dcol)` for one sample: overwrites `dx` with the scatter-add of `dcol`.
+fn col2im(g: &ConvGeom, dcol: &[f32], dx: &mut [f32]) {
+    let (k, n, wo) = (g.k, g.n(), g.wo);
+    dx.fill(0.0);
+    for ci in 0..g.cin {
+        let xc = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for ky in 0..k {
+            let (oy_lo, oy_hi) = g.valid(ky, g.ho, g.h);
+            for kx in 0..k {
+                let (ox_lo, ox_hi) = g.valid(kx, wo, g.w);
+                if ox_hi <= ox_lo {
+                    continue;
+                }
+                let row = &dcol[((ci * k + ky) * k + kx) * n..][..n];
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * g.stride + ky - g.pad;
+                    let xr = &mut xc[iy * g.w..(iy + 1) * g.w];
+                    let r = &row[oy * wo + ox_lo..oy * wo + ox_hi];
+                    let ix0 = ox_lo * g.stride + kx - g.pad;
+                    if g.stride == 1 {
+                        for (d, s) in xr[ix0..ix0 + r.len()].iter_mut().zip(r) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (j, s) in r.iter().enumerate() {
+                            xr[ix0 + j * g.stride] += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits the batch over threads: (threads used for sample-parallel work, threads inside each gemm).
+fn split(g: &ConvGeom) -> (usize, usize) {
+    let nt = num_threads();
+    if g.b >= nt {
+        (nt, 1)
+    } else {
+        (1, nt)
+    }
+}
+
+/// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
+pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    let (kdim, n) = (g.kdim(), g.n());
+    let mut y = vec![0f32; g.b * g.out_plane()];
+    if y.is_empty() {
+        return Ok(y);
+    }
+    let (outer, inner) = split(g);
+    let chunk = g.b.div_ceil(outer);
+    let wm = Mat {
+        data: w,
+        rs: kdim,
+        cs: 1,
+    };
+    y.par_chunks_mut(chunk * g.out_plane())
+        .enumerate()
+        .try_for_each(|(ci, ys)| -> Result<()> {
+            let mut col = if g.is_pointwise() {
+                Vec::new()
+            } else {
+                vec![0f32; kdim * n]
+            };
+            for (j, yb) in ys.chunks_mut(g.out_plane()).enumerate() {
+                let bi = ci * chunk + j;
+                let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
+                let cm = if g.is_pointwise() {
+                    xb
+                } else {
+                    im2col(g, xb, &mut col);
+                    &col
+                };
+                let cmat = Mat {
+                    data: cm,
+                    rs: n,
+                    cs: 1,
+                };
+                sgemm(
+                    "conv2d forward",
+                    g.cout,
+                    n,
+                    kdim,
+                    yb,
+                    n,
+                    false,
+                    wm,
+                    cmat,
+                    inner,
+                )?;
+            }
+            Ok(())
+        })?;
+    Ok(y)
+}
+
+/// Input gradient on host slices: dy (B*Cout*HoWo), w -> dx (B*Cin*H*W).
+pub(crate) fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    let (kdim, n) = (g.kdim(), g.n());
+    let mut dx = vec![0f32; g.b * g.in_plane()];
+    if dx.is_empty() {
+        return Ok(dx);
+    }
+    let (outer, inner) = split(g);
+    let chunk = g.b.div_ceil(outer);
+    // W^T: (CinKK x Cout), element (i, j) = w[j * kdim + i].
+    let wt = Mat {
+        data: w,
+        rs: 1,
+        cs: kdim,
+    };
+    dx.par_chunks_mut(chunk * g.in_plane())
+        .enumerate()
+        .try_for_each(|(ci, dxs)| -> Result<()> {
+            let mut dcol = if g.is_pointwise() {
+                Vec::new()
+            } else {
+                vec![0f32; kdim * n]
+            };
+            for (j, dxb) in dxs.chunks_mut(g.in_plane()).enumerate() {
+                let bi = ci * chunk + j;
+                let dyb = Mat {
+                    data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
+                    rs: n,
+                    cs: 1,
+                };
+                if g.is_pointwise() {
+                    sgemm(
+                        "conv2d input grad",
+                        kdim,
+                        n,
+                        g.cout,
+                        dxb,
+                        n,
+                        false,
+                        wt,
+                        dyb,
+                        inner,
+                    )?;
+                } else {
+                    sgemm(
+                        "conv2d input grad",
+                        kdim,
+                        n,
+                        g.cout,
+                        &mut dcol,
+                        n,
+                        false,
+                        wt,
+                        dyb,
+                        inner,
+                    )?;
+                    col2im(g, &dcol, dxb);
+                }
+            }
+            Ok(())
+        })?;
+    Ok(dx)
+}
+
+/// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch.
+pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+    let (kdim, n) = (g.kdim(), g.n());
+    let wlen = g.cout * kdim;
+    let (outer, inner) = split(g);
+    let chunk = g.b.div_ceil(outer).max(1);
+    let nchunks = g.b.div_ceil(chunk);
+    let partials: Vec<Vec<f32>> = (0..nchunks)
+        .into_par_iter()
+        .map(|ci| -> Result<Vec<f32>> {
+            let mut dw = vec![0f32; wlen];
+            let mut col = if g.is_pointwise() {
+                Vec::new()
+            } else {
+                vec![0f32; kdim * n]
+            };
+            let end = ((ci + 1) * chunk).min(g.b);
+            for (j, bi) in (ci * chunk..end).enumerate() {
+                let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
+                let cm = if g.is_pointwise() {
+                    xb
+                } else {
+                    im2col(g, xb, &mut col);
+                    &col
+                };
+                // col^T: (HoWo x CinKK), element (i, j) = cm[j * n + i].
+                let ct = Mat {
+                    data: cm,
+                    rs: 1,
+                    cs: n,
+                };
+                let dyb = Mat {
+                    data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
+                    rs: n,
+                    cs: 1,
+                };
+                sgemm(
+                    "conv2d weight grad",
+                    g.cout,
+                    kdim,
+                    n,
+                    &mut dw,
+                    kdim,
+                    j > 0,
+                    dyb,
+                    ct,
+                    inner,
+                )?;
+            }
+            Ok(dw)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut it = partials.into_iter();
+    let mut total = it.next().unwrap_or_else(|| vec![0f32; wlen]);
+    for p in it {
+        for (t, v) in total.iter_mut().zip(&p) {
+            *t += *v;
+        }
+    }
+    Ok(total)
+}
+
+/// The candle custom op: arg1 = x (B,Cin,H,W), arg2 = w (Cout,Cin,K,K), both f32 contiguous on CPU.
+pub(crate) struct Conv2dOp {
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "kaizen-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
+        let x = cpu_slice(s1, l1, "conv2d input")?;
+        let w = cpu_slice(s2, l2, "conv2d weight")?;
+        let y = conv_fwd(&g, x, w)?;
+        Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = ConvGeom::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        let dx = if x.track_op() {
+            let v = with_slice(dy, "conv2d output grad", |dys| {
+                with_slice(w, "conv2d weight", |ws| conv_bwd_input(&g, dys, ws))
+            })?;
+            Some(Tensor::from_vec(v, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        let dw = if w.track_op() {
+            let v = with_slice(dy, "conv2d output grad", |dys| {
+                with_slice(x, "conv2d input", |xs| conv_bwd_weight(&g, xs, dys))
+            })?;
+            Some(Tensor::from_vec(v, w.shape(), w.device())?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}

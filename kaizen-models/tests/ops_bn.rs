@@ -1,0 +1,108 @@
+//! The fused training-mode batch norm (+ReLU) against the composition of candle ops.
+mod common {
+    include!("ops_util.inc");
+}
+use candle_core::{Tensor, Var};
+use common::*;
+use kaizen_models::ops;
+
+const TOL: f32 = 1e-4;
+
+type BnFn =
+    fn(&Tensor, &Tensor, &Tensor, f64, bool) -> candle_core::Result<(Tensor, Tensor, Tensor)>;
+
+/// Returns (y, mean, var, dx, dgamma, dbeta) after backprop of sum(y * r).
+fn run(dims: &[usize], relu: bool, f: BnFn, seed: u64) -> anyhow::Result<Vec<Tensor>> {
+    let c = dims[1];
+    // Shifted, scaled input so mean and variance are far from 0 and 1.
+    let x = Var::from_tensor(&((rand_tensor(seed, dims)? * 3.0)? + 0.7)?)?;
+    let g = Var::from_tensor(&(rand_tensor(seed + 1, &[c])? + 1.0)?)?;
+    let b = Var::from_tensor(&rand_tensor(seed + 2, &[c])?)?;
+    let (y, m, v) = f(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, relu)?;
+    let r = rand_tensor(seed + 3, dims)?;
+    let grads = (&y * &r)?.sum_all()?.backward()?;
+    let get = |t: &Tensor| {
+        grads
+            .get(t)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("missing gradient"))
+    };
+    Ok(vec![
+        y.clone(),
+        m,
+        v,
+        get(x.as_tensor())?,
+        get(g.as_tensor())?,
+        get(b.as_tensor())?,
+    ])
+}
+
+#[test]
+fn fused_bn_matches_reference_forward_stats_and_gradients() -> anyhow::Result<()> {
+    let shapes: &[&[usize]] = &[
+        &[2, 3, 5, 5],
+        &[1, 5, 3, 7],
+        &[4, 9, 2, 2],
+        &[3, 10, 1, 1],
+        &[6, 7],
+        &[2, 130],
+        &[5, 1],
+    ];
+    let names = ["y", "mean", "var", "dx", "dgamma", "dbeta"];
+    for (i, dims) in shapes.iter().enumerate() {
+        for relu in [false, true] {
+            let seed = 10 * i as u64 + relu as u64;
+            let want = run(dims, relu, ops::reference_batch_norm_train, seed)?;
+            let got = run(dims, relu, ops::fast_batch_norm_train, seed)?;
+            for ((w, g), name) in want.iter().zip(&got).zip(names) {
+                let d = max_rel_diff(g, w)?;
+                assert!(d < TOL, "{dims:?} relu={relu} {name}: {d}");
+            }
+            if relu {
+                assert!(
+                    got[0]
+                        .min_keepdim(0)?
+                        .flatten_all()?
+                        .min(0)?
+                        .to_scalar::<f32>()?
+                        >= 0.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn public_batch_norm_train_returns_detached_stats() -> anyhow::Result<()> {
+    let x = Var::from_tensor(&rand_tensor(1, &[3, 4, 2, 2])?)?;
+    let g = Var::from_tensor(&rand_tensor(2, &[4])?)?;
+    let b = Var::from_tensor(&rand_tensor(3, &[4])?)?;
+    let (y, m, v) =
+        ops::batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, false)?;
+    assert!(!m.track_op() && !v.track_op());
+    assert!(y.track_op());
+    // Per-channel output statistics of a normalised tensor: mean beta, std |gamma|.
+    let (y0, _, _) =
+        ops::reference_batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, false)?;
+    assert!(max_rel_diff(&y, &y0)? < TOL);
+    Ok(())
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() -> anyhow::Result<()> {
+    let x = rand_tensor(1, &[2, 3, 4])?;
+    let g = rand_tensor(2, &[3])?;
+    let err = ops::fast_batch_norm_train(&x, &g, &g, 1e-5, false)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected (B,C) or (B,C,H,W)"), "{err}");
+    let x = rand_tensor(3, &[2, 4])?;
+    let err = ops::fast_batch_norm_train(&x, &g, &g, 1e-5, true)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not match"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The fast CPU conv2d (forward, input gradient, weight gradient) against candle's own conv2d.
+mod common {
+    include!("ops_util.inc");
+}
+use candle_core::{Tensor, Var};
+use common::*;
+use kaizen_models::ops;
+
+const TOL: f32 = 1e-4;
+
+/// (batch, cin, h, w, cout, k, stride, padding)
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+const CASES: &[Case] = &[
+    (2, 3, 7, 7, 5, 3, 1, 1),     // 3x3 s1 p1, odd size
+    (1, 4, 9, 6, 3, 3, 2, 1),     // batch 1, 3x3 s2, non-square odd
+    (3, 5, 8, 8, 6, 1, 2, 0),     // 1x1 s2 (ResNet downsample)
+    (2, 6, 5, 5, 7, 1, 1, 0),     // 1x1 s1 (pointwise fast path)
+    (2, 3, 6, 6, 4, 3, 1, 0),     // 3x3 no padding
+    (1, 9, 4, 4, 10, 3, 2, 1),    // batch 1, tiny spatial
+    (2, 2, 5, 5, 3, 3, 2, 2),     // padding 2
+    (4, 11, 11, 11, 13, 3, 2, 1), // channels not multiple of 8
+    (5, 3, 3, 3, 2, 3, 1, 1),     // output as small as the input
+];
+
+/// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).
+fn run(
+    case: &Case,
+    conv: fn(&Tensor, &Tensor, usize, usize) -> candle_core::Result<Tensor>,
+    seed: u64,
+) -> anyhow::Result<(Tensor, Tensor, Tensor)> {
+    let &(b, cin, h, w, cout, k, s, p) = case;
+    let x = Var::from_tensor(&rand_tensor(seed, &[b, cin, h, w])?)?;
+    let wt = Var::from_tensor(&(rand_tensor(seed + 1, &[cout, cin, k, k])? * 0.5)?)?;
+    let y = conv(x.as_tensor(), wt.as_tensor(), s, p)?;
+    let r = rand_tensor(seed + 2, y.dims())?;
+    let grads = (&y * &r)?.sum_all()?.backward()?;
+    let dx = grads
+        .get(x.as_tensor())
+        .ok_or_else(|| anyhow::anyhow!("no dx"))?
+        .clone();
+    let dw = grads
+        .get(wt.as_tensor())
+        .ok_or_else(|| anyhow::anyhow!("no dw"))?
+        .clone();
+    Ok((y, dx, dw))
+}
+
+/// Direct-loop convolution with its exact gradients for loss sum(y * r), on host vectors:
+/// an independent reference (candle's own conv backward rejects some stride-2 shapes whose
+/// padded size is not a multiple of the stride, e.g. W = 6 with k 3, s 2, p 1).
+fn naive(case: &Case, seed: u64) -> anyhow::Result<(Tensor, Tensor, Tensor)> {
+    let &(b, cin, h, w, cout, k, s, p) = case;
+    let x = rand_tensor(seed, &[b, cin, h, w])?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let wt = (rand_tensor(seed + 1, &[cout, cin, k, k])? * 0.5)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    let r = rand_tensor(seed + 2, &[b, cout, ho, wo])?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let mut y = vec![0f64; b * cout * ho * wo];
+    let mut dx = vec![0f64; x.len()];
+    let mut dw = vec![0f64; wt.len()];
+    for bi in 0..b {
+        for co in 0..cout {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let oi = ((bi * cout + co) * ho + oy) * wo + ox;
+                    for ci in 0..cin {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let (iy, ix) = (
+                                    (oy * s + ky) as isize - p as isize,
+                                    (ox * s + kx) as isize - p as isize,
+                                );
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let xi = ((bi * cin + ci) * h + iy as usize) * w + ix as usize;
+                                let wi = ((co * cin + ci) * k + ky) * k + kx;
+                                y[oi] += x[xi] as f64 * wt[wi] as f64;
+                                dx[xi] += r[oi] as f64 * wt[wi] as f64;
+                                dw[wi] += r[oi] as f64 * x[xi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let dev = candle_core::Device::Cpu;
+    let t = |v: Vec<f64>, d: &[usize]| {
+        Tensor::from_vec(v.into_iter().map(|z| z as f32).collect::<Vec<_>>(), d, &dev)
+    };
+    Ok((
+        t(y, &[b, cout, ho, wo])?,
+        t(dx, &[b, cin, h, w])?,
+        t(dw, &[cout, cin, k, k])?,
+    ))
+}
+
+#[test]
+fn fast_conv_matches_direct_loop_forward_and_gradients() -> anyhow::Result<()> {
+    for (i, case) in CASES.iter().enumerate() {
+        let seed = 100 + 10 * i as u64;
+        let (y0, dx0, dw0) = naive(case, seed)?;
+        let (y1, dx1, dw1) = run(case, ops::fast_conv2d, seed)?;
+        // candle's forward agrees too.
+        let x = rand_tensor(seed, &[case.0, case.1, case.2, case.3])?;
+        let w = (rand_tensor(seed + 1, &[case.4, case.1, case.5, case.5])? * 0.5)?;
+        assert!(
+            max_rel_diff(&y1, &ops::reference_conv2d(&x, &w, case.6, case.7)?)? < TOL,
+            "case {case:?}"
+        );
+        assert_eq!(y0.dims(), y1.dims(), "case {case:?}");
+        let (ey, ex, ew) = (
+            max_rel_diff(&y1, &y0)?,
+            max_rel_diff(&dx1, &dx0)?,
+            max_rel_diff(&dw1, &dw0)?,
+        );
+        assert!(
+            ey < TOL && ex < TOL && ew < TOL,
+            "case {case:?}: y {ey} dx {ex} dw {ew}"
+        );
+        // The output is not trivially zero (the comparison would then prove little).
+        assert!(y1.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+    }
+    Ok(())
+}
+
+#[test]
+fn fast_conv_matches_candle_gradients_where_candle_has_them() -> anyhow::Result<()> {
+    // Shapes whose padded size divides evenly by the stride (candle's backward handles those).
+    let cases: &[Case] = &[
+        (2, 3, 7, 7, 5, 3, 1, 1),
+        (3, 5, 8, 8, 6, 1, 2, 0),
+        (2, 6, 5, 5, 7, 1, 1, 0),
+        (1, 9, 5, 5, 10, 3, 2, 1),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let seed = 300 + 10 * i as u64;
+        let (y0, dx0, dw0) = run(case, ops::reference_conv2d, seed)?;
+        let (y1, dx1, dw1) = run(case, ops::fast_conv2d, seed)?;
+        let (ey, ex, ew) = (
+            max_rel_diff(&y1, &y0)?,
+            max_rel_diff(&dx1, &dx0)?,
+            max_rel_diff(&dw1, &dw0)?,
+        );
+        assert!(
+            ey < TOL && ex < TOL && ew < TOL,
+            "case {case:?}: y {ey} dx {ex} dw {ew}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn public_conv2d_uses_the_fast_kernel_on_cpu_and_agrees() -> anyhow::Result<()> {
+    let case = (2, 4, 6, 6, 3, 3, 1, 1);
+    let (y0, dx0, dw0) = run(&case, ops::reference_conv2d, 7)?;
+    let (y1, dx1, dw1) = run(&case, ops::conv2d, 7)?;
+    assert!(max_rel_diff(&y1, &y0)? < TOL);
+    assert!(max_rel_diff(&dx1, &dx0)? < TOL);
+    assert!(max_rel_diff(&dw1, &dw0)? < TOL);
+    Ok(())
+}
+
+#[test]
+fn constant_input_gets_no_input_gradient_but_weight_gradient() -> anyhow::Result<()> {
+    // x is plain data (not a Var): only the weight gradient exists, as with candle's conv.
+    let x = rand_tensor(1, &[2, 3, 5, 5])?;
+    let w = Var::from_tensor(&rand_tensor(2, &[4, 3, 3, 3])?)?;
+    let y = ops::fast_conv2d(&x, w.as_tensor(), 1, 1)?;
+    let grads = y.sum_all()?.backward()?;
+    assert!(grads.get(&x).is_none());
+    let dw = grads
+        .get(w.as_tensor())
+        .ok_or_else(|| anyhow::anyhow!("no dw"))?;
+    let y0 = ops::reference_conv2d(&x, w.as_tensor(), 1, 1)?;
+    let dw0 = y0
+        .sum_all()?
+        .backward()?
+        .get(w.as_tensor())
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no dw0"))?;
+    assert!(max_rel_diff(dw, &dw0)? < TOL);
+    Ok(())
+}
+
+#[test]
+fn non_contiguous_input_is_handled() -> anyhow::Result<()> {
+    // A transposed view (B,C,W,H) of a tensor: the kernel must read it in logical order.
+    let x = rand_tensor(3, &[2, 3, 6, 5])?.transpose(2, 3)?;
+    assert!(!x.is_contiguous());
+    let w = rand_tensor(4, &[2, 3, 3, 3])?;
+    let d = max_rel_diff(
+        &ops::fast_conv2d(&x, &w, 2, 1)?,
+        &ops::reference_conv2d(&x, &w, 2, 1)?,
+    )?;
+    assert!(d < TOL, "{d}");
+    Ok(())
+}
+
+#[test]
+fn bad_shapes_are_errors_not_panics() -> anyhow::Result<()> {
+    let x = rand_tensor(5, &[1, 3, 4, 4])?;
+    let w_bad_cin = rand_tensor(6, &[2, 4, 3, 3])?;
+    let err = ops::fast_conv2d(&x, &w_bad_cin, 1, 1)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("incompatible"), "{err}");
+    let w_big = rand_tensor(7, &[2, 3, 7, 7])?;
+    let err = ops::fast_conv2d(&x, &w_big, 1, 0)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than"), "{err}");
+    let x3 = rand_tensor(8, &[3, 4, 4])?;
+    assert!(ops::fast_conv2d(&x3, &w_bad_cin, 1, 1).is_err());
+    Ok(())
+}
