@@ -17,12 +17,17 @@
 pub mod ops;
 
 pub mod batch_norm;
+pub mod checkpoint;
+pub mod ema;
 pub mod error;
+pub mod frozen;
 pub mod init;
 pub mod linear;
 pub mod mlp;
+pub mod optim;
 pub mod params;
 pub mod resnet;
+pub mod torchvision;
 
 pub use batch_norm::{BatchNorm, BnMode};
 pub use error::{ModelError, Result};
