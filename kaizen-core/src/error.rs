@@ -1,0 +1,100 @@
+//! The typed error of `kaizen-core`.
+//!
+//! Tensor maths (the [`crate::loss`] functions, [`crate::distill::Distiller::loss`]) returns
+//! `candle_core::Result` directly, with a message that names the loss and the argument; everything that
+//! validates user input (names, checkpoint state) returns [`CoreError`].
+
+/// Every error `kaizen-core` reports. Variants name the thing involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// An error from candle (tensor maths, device, dtype), passed through unchanged.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A registry name (method, distiller, ...) that is not known.
+    #[error("unknown {what} `{name}`; valid names: {valid}")]
+    UnknownName {
+        /// What kind of name was looked up (`method`, `distiller`).
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// The valid names, comma separated.
+        valid: String,
+    },
+
+    /// A tensor whose shape differs from the exact shape required.
+    #[error("tensor `{name}`: expected shape {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// The tensor's name (a checkpoint key or an argument name).
+        name: String,
+        /// The required shape.
+        expected: Vec<usize>,
+        /// The shape found.
+        got: Vec<usize>,
+    },
+
+    /// A tensor whose shape breaks a rule that is not one exact shape (e.g. `(B, D)` with any B).
+    #[error("tensor `{name}`: expected {expected}, got shape {got:?}")]
+    BadShape {
+        /// The tensor's name (a checkpoint key or an argument name).
+        name: String,
+        /// The rule, in words (e.g. `(K, D) float with K >= 1`).
+        expected: String,
+        /// The shape found.
+        got: Vec<usize>,
+    },
+
+    /// A tensor a state needs that is absent (the key is named).
+    #[error("missing tensor `{0}`")]
+    MissingTensor(String),
+
+    /// An invalid input, with the reason (naming the file or key involved).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A lock poisoned by a panic in another thread (a `VarMap`'s data).
+    #[error("a lock was poisoned by a panic in another thread")]
+    Poisoned,
+
+    /// A loss term that is NaN or infinite: training stops.
+    #[error("non-finite loss term `{term}` = {value} at task {task}, step {step}")]
+    NonFinite {
+        /// The term's name (`ssl`, `fe_kd`, `cls_ce`, `cls_kd`).
+        term: String,
+        /// The task index.
+        task: usize,
+        /// The step within the task.
+        step: usize,
+        /// The value seen.
+        value: f64,
+    },
+
+    /// An I/O error on a file, naming it.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory involved.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+
+    /// A state (checkpoint part) that is inconsistent, with the reason.
+    #[error("invalid state `{name}`: {reason}")]
+    BadState {
+        /// The state's name (e.g. `queue.ptr`).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A parameter outside its valid range.
+    #[error("invalid parameter `{name}` = {value}: {reason}")]
+    BadParam {
+        /// The parameter's name (e.g. `temperature`).
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// The valid range, in words.
+        reason: &'static str,
+    },
+}
