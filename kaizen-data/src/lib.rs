@@ -1,1 +1,38 @@
-//! kaizen-data (work in progress).
+//! kaizen-data: real image datasets, the class-incremental task stream, labelled replay and fast,
+//! seeded two-view augmentation for kaizen-rs.
+//!
+//! * Readers ([`load_dataset`]): IDX (MNIST / Fashion-MNIST, gzipped or not), CIFAR-10/100 binary, image
+//!   folders, and the embedded `fashion-mnist-mini` subset (no files needed). Every reader validates its
+//!   input and names the offending file in its [`DataError`].
+//! * [`TaskStream`]: classes cut into tasks from a seeded or explicit class order; [`labelled_mask`]: the
+//!   seeded per-task label fraction; [`ReplayMemory`]: class-balanced labelled replay.
+//! * [`Augmenter`] + [`two_view_batch`] / [`Prefetcher`]: two augmented views per image as candle tensors,
+//!   multi-threaded and identical on any thread count; [`eval_batch`]: the deterministic eval transform.
+//!
+//! Every random draw comes from a named stream of [`rng`], derived from one user seed.
+//!
+//! This crate knows nothing about models or training.
+#![warn(missing_docs)]
+
+pub mod augment;
+pub mod cifar;
+pub mod dataset;
+pub mod embedded;
+pub mod error;
+pub mod hub;
+pub mod idx;
+pub mod image_folder;
+pub mod loader;
+pub mod replay;
+pub mod rng;
+pub mod stream;
+
+pub use augment::{AugmentConfig, Augmenter};
+pub use dataset::{load_dataset, Dataset, DatasetName, ImageShape, Inspect, Split, SplitCounts};
+pub use embedded::FASHION_MNIST_LICENSE;
+pub use error::DataError;
+pub use loader::{
+    epoch_key, eval_batch, shuffled_batches, two_view_batch, Batch, Item, Prefetcher,
+};
+pub use replay::{ReplayMemory, ReplaySize};
+pub use stream::{labelled_mask, ClassOrder, StreamDescription, TaskStream};

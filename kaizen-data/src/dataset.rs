@@ -1,0 +1,379 @@
+//! In-memory datasets: [`Split`] (u8 HWC pixels + u16 labels), [`Dataset`] (train + test + metadata),
+//! the dataset registry [`DatasetName`] and [`load_dataset`].
+
+use crate::error::{DataError, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// The datasets the CLI knows, with their CLI / config spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DatasetName {
+    /// `fashion-mnist-mini`: the embedded Fashion-MNIST subset (1000 train + 200 test images per class). Needs no files.
+    #[serde(rename = "fashion-mnist-mini")]
+    FashionMnistMini,
+    /// `fashion-mnist`: Fashion-MNIST IDX files (gzipped or not) in `--data-root`.
+    #[serde(rename = "fashion-mnist")]
+    FashionMnist,
+    /// `mnist`: MNIST IDX files (gzipped or not) in `--data-root`.
+    #[serde(rename = "mnist")]
+    Mnist,
+    /// `cifar10`: the CIFAR-10 binary version (`data_batch_1..5.bin`, `test_batch.bin`) in `--data-root`.
+    #[serde(rename = "cifar10")]
+    Cifar10,
+    /// `cifar100`: the CIFAR-100 binary version (`train.bin`, `test.bin`; fine labels) in `--data-root`.
+    #[serde(rename = "cifar100")]
+    Cifar100,
+    /// `image-folder`: `--data-root/{train,test}/<class>/*.png|jpg`.
+    #[serde(rename = "image-folder")]
+    ImageFolder,
+}
+
+impl DatasetName {
+    /// Every dataset, in CLI listing order.
+    pub const ALL: [DatasetName; 6] = [
+        DatasetName::FashionMnistMini,
+        DatasetName::FashionMnist,
+        DatasetName::Mnist,
+        DatasetName::Cifar10,
+        DatasetName::Cifar100,
+        DatasetName::ImageFolder,
+    ];
+
+    /// The CLI / config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::FashionMnistMini => "fashion-mnist-mini",
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Mnist => "mnist",
+            DatasetName::Cifar10 => "cifar10",
+            DatasetName::Cifar100 => "cifar100",
+            DatasetName::ImageFolder => "image-folder",
+        }
+    }
+}
+
+impl fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DatasetName {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self> {
+        DatasetName::ALL
+            .iter()
+            .copied()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| DataError::UnknownDataset {
+                name: s.to_string(),
+                valid: DatasetName::ALL
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// The shape of one image: `channels` (1 = grayscale, 3 = RGB), `height`, `width`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageShape {
+    /// Number of channels (1 or 3).
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// Bytes (= values) per image: `channels * height * width`.
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    /// `true` when an image has no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One split of a dataset, held in memory: `len()` images of [`ImageShape`], stored as u8 pixels in HWC order
+/// (channel fastest), contiguous, plus one u16 class label per image.
+///
+/// Cloning is cheap (the buffers are shared through `Arc`), which lets the prefetch thread own a handle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    shape: ImageShape,
+    pixels: Arc<[u8]>,
+    labels: Arc<[u16]>,
+}
+
+impl Split {
+    /// Builds a split; `pixels.len()` must equal `labels.len() * shape.len()` and the shape must be non-empty.
+    pub fn new(shape: ImageShape, pixels: Vec<u8>, labels: Vec<u16>) -> Result<Self> {
+        if shape.is_empty() || !matches!(shape.channels, 1 | 3) {
+            return Err(DataError::config(
+                "shape",
+                format!("unsupported image shape {shape:?} (need 1 or 3 channels, non-empty)"),
+            ));
+        }
+        if pixels.len() != labels.len() * shape.len() {
+            return Err(DataError::config(
+                "pixels",
+                format!(
+                    "{} pixel bytes for {} images of {} bytes",
+                    pixels.len(),
+                    labels.len(),
+                    shape.len()
+                ),
+            ));
+        }
+        Ok(Split {
+            shape,
+            pixels: pixels.into(),
+            labels: labels.into(),
+        })
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    /// `true` when the split holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    /// The HWC u8 pixels of image `i` (`shape().len()` bytes). Panics if `i >= len()`, like slice indexing.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.shape.len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+    /// The class of image `i`. Panics if `i >= len()`.
+    pub fn label(&self, i: usize) -> u16 {
+        self.labels[i]
+    }
+    /// All labels, in dataset order.
+    pub fn labels(&self) -> &[u16] {
+        &self.labels
+    }
+    /// All pixels, `len() * shape().len()` bytes.
+    pub fn pixels(&self) -> &[u8] {
+        &self.pixels
+    }
+    /// The image shape.
+    pub fn shape(&self) -> ImageShape {
+        self.shape
+    }
+    /// Images per class id, a vector of length `num_classes` (labels `>= num_classes` are not counted).
+    pub fn per_class_counts(&self, num_classes: usize) -> Vec<usize> {
+        let mut c = vec![0usize; num_classes];
+        for &l in self.labels.iter() {
+            if let Some(x) = c.get_mut(l as usize) {
+                *x += 1;
+            }
+        }
+        c
+    }
+    /// The first `n` images of each class, original order kept.
+    pub fn cap_per_class(&self, n: usize) -> Split {
+        let mut seen = std::collections::HashMap::<u16, usize>::new();
+        let keep: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let k = seen.entry(self.labels[i]).or_insert(0);
+                *k += 1;
+                *k <= n
+            })
+            .collect();
+        self.select(&keep)
+    }
+    /// The images at `indices` (in that order). Panics if an index is `>= len()`.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let mut pixels = Vec::with_capacity(indices.len() * self.shape.len());
+        let mut labels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+            labels.push(self.labels[i]);
+        }
+        Split {
+            shape: self.shape,
+            pixels: pixels.into(),
+            labels: labels.into(),
+        }
+    }
+    /// Per-split counts for [`Dataset::inspect`].
+    pub fn counts(&self, num_classes: usize) -> SplitCounts {
+        let per_class = self.per_class_counts(num_classes);
+        SplitCounts {
+            images: self.len(),
+            classes: per_class.iter().filter(|&&c| c > 0).count(),
+            per_class,
+        }
+    }
+}
+
+/// Image counts of one split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitCounts {
+    /// Number of images.
+    pub images: usize,
+    /// Number of classes with at least one image.
+    pub classes: usize,
+    /// Images per class, indexed by class id (length = the dataset's `num_classes`).
+    pub per_class: Vec<usize>,
+}
+
+/// What `kaizen data inspect` prints: `{"train": SplitCounts, "test": SplitCounts}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inspect {
+    /// Training split counts.
+    pub train: SplitCounts,
+    /// Test split counts.
+    pub test: SplitCounts,
+}
+
+/// A loaded dataset: both splits plus metadata.
+///
+/// Invariants (checked by the loaders): both splits have `shape`; every label is `< num_classes`;
+/// `class_names.len() == num_classes`; `mean`/`std` have `shape.channels` entries.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// The dataset's name (its CLI name).
+    pub name: String,
+    /// Shape of every image.
+    pub shape: ImageShape,
+    /// Number of classes; labels are `0..num_classes`.
+    pub num_classes: usize,
+    /// Human-readable class names, indexed by class id.
+    pub class_names: Vec<String>,
+    /// Training split.
+    pub train: Split,
+    /// Test split.
+    pub test: Split,
+    /// Per-channel mean of the training pixels, in `[0, 1]` units (pixel / 255).
+    pub mean: Vec<f32>,
+    /// Per-channel population standard deviation of the training pixels, in `[0, 1]` units (> 0).
+    pub std: Vec<f32>,
+}
+
+impl Dataset {
+    /// Builds a dataset from its splits, validating labels and shapes and computing `mean`/`std` from
+    /// the training split. `source` names the file/folder reported if a label is out of range.
+    pub fn from_splits(
+        name: &str,
+        class_names: Vec<String>,
+        train: Split,
+        test: Split,
+        source: &Path,
+    ) -> Result<Dataset> {
+        let num_classes = class_names.len();
+        if train.shape() != test.shape() {
+            return Err(DataError::bad(
+                source,
+                format!(
+                    "train images are {:?} but test images are {:?}",
+                    train.shape(),
+                    test.shape()
+                ),
+            ));
+        }
+        for (split, s) in [("train", &train), ("test", &test)] {
+            if s.is_empty() {
+                return Err(DataError::bad(
+                    source,
+                    format!("the {split} split holds no image"),
+                ));
+            }
+            if let Some((i, &l)) = s
+                .labels()
+                .iter()
+                .enumerate()
+                .find(|(_, &l)| l as usize >= num_classes)
+            {
+                return Err(DataError::bad(
+                    source,
+                    format!(
+                        "{split} image {i} has label {l}, out of range for {num_classes} classes"
+                    ),
+                ));
+            }
+        }
+        let (mean, std) = channel_stats(&train);
+        Ok(Dataset {
+            name: name.to_string(),
+            shape: train.shape(),
+            num_classes,
+            class_names,
+            train,
+            test,
+            mean,
+            std,
+        })
+    }
+
+    /// Per-split and per-class counts.
+    pub fn inspect(&self) -> Inspect {
+        Inspect {
+            train: self.train.counts(self.num_classes),
+            test: self.test.counts(self.num_classes),
+        }
+    }
+}
+
+/// Exact per-channel mean and population std of a split's pixels, in `[0, 1]` units. The std is floored at
+/// `1/255` so normalisation never divides by zero (a constant channel).
+pub fn channel_stats(split: &Split) -> (Vec<f32>, Vec<f32>) {
+    let c = split.shape().channels;
+    let mut sum = vec![0u64; c];
+    let mut sq = vec![0u64; c];
+    for px in split.pixels().chunks_exact(c) {
+        for ch in 0..c {
+            let v = px[ch] as u64;
+            sum[ch] += v;
+            sq[ch] += v * v;
+        }
+    }
+    let n = (split.pixels().len() / c).max(1) as f64;
+    let mut mean = Vec::with_capacity(c);
+    let mut std = Vec::with_capacity(c);
+    for ch in 0..c {
+        let m = sum[ch] as f64 / n;
+        let var = (sq[ch] as f64 / n - m * m).max(0.0);
+        mean.push((m / 255.0) as f32);
+        std.push(((var.sqrt() / 255.0).max(1.0 / 255.0)) as f32);
+    }
+    (mean, std)
+}
+
+/// Loads a dataset. `root` is the `--data-root` folder; the built-in `fashion-mnist-mini` ignores it.
+///
+/// Each on-disk dataset accepts the common layouts: files directly in `root`, or in the folder the
+/// official archive unpacks to (`cifar-10-batches-bin/`, `cifar-100-binary/`, `raw/`, `FashionMNIST/raw/`, `MNIST/raw/`).
+pub fn load_dataset(name: DatasetName, root: Option<&Path>) -> Result<Dataset> {
+    match name {
+        DatasetName::FashionMnistMini => crate::embedded::fashion_mnist_mini(),
+        DatasetName::FashionMnist | DatasetName::Mnist => {
+            let root = root.ok_or_else(|| DataError::NeedsDataRoot {
+                dataset: name.to_string(),
+                hint: crate::idx::hint(name),
+            })?;
+            crate::idx::load_idx_dataset(name, root)
+        }
+        DatasetName::Cifar10 | DatasetName::Cifar100 => match root {
+            Some(r) => crate::cifar::load_cifar(name, r),
+            None => crate::hub::cifar_without_root(name),
+        },
+        DatasetName::ImageFolder => {
+            let root = root.ok_or_else(|| DataError::NeedsDataRoot {
+                dataset: name.to_string(),
+                hint:
+                    "point it at a folder with train/<class>/*.png|jpg and test/<class>/*.png|jpg"
+                        .into(),
+            })?;
+            crate::image_folder::load_image_folder(root)
+        }
+    }
+}
