@@ -14,11 +14,17 @@
 //! - value: `|a - b| / max(|b|, 1e-3)`; the floor only matters for a loss value near 0, where it turns
 //!   the bound into an absolute 1e-7;
 //! - gradient, norm-wise: `||a - b||_2 / max(||b||_2, 1e-12)`;
-//! - gradient, element-wise: `max_i |a_i - b_i| / max(|b_i|, 1e-2 * max_j |b_j|)`: an element much
-//!   smaller than the largest one is compared at 1% of that largest magnitude, since float32 rounding
-//!   error scales with the whole gradient, not with each tiny element.
+//! - gradient, element-wise: `max_i |a_i - b_i| / max(|b_i|, rms(b), 1e-12)`: an element smaller than
+//!   the gradient's root-mean-square is compared at that RMS, since float32 rounding error scales with
+//!   the whole gradient (sums over a row or column), not with each tiny element; a single wrong element
+//!   of typical size still fails.
+//! - a reference gradient that is zero up to float64 rounding (RMS <= 1e-12, e.g. D = 1 where the
+//!   normalisation makes every cosine +-1) has no relative error: there the RMS and the largest
+//!   absolute difference must be <= 1e-5 (reported scaled so that 1e-4 is the bound).
 //!
-//! All three must be <= 1e-4. A per-loss summary of the largest errors is printed (`--nocapture`).
+//! All three must be <= 1e-4. Known float32 limit: Barlow Twins with N = 2 is ill-conditioned (the
+//! standardised features are +-1 up to O(eps/var), so the gradient is a difference of nearly equal
+//! terms) and misses 1e-4 norm-wise; the shipped vectors use N >= 5. A per-loss summary of the largest errors is printed (`--nocapture`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -28,7 +34,10 @@ use std::path::{Path, PathBuf};
 
 const TOL: f64 = 1e-4;
 const VALUE_FLOOR: f64 = 1e-3;
-const GRAD_ELEM_FLOOR: f64 = 1e-2;
+/// A reference gradient whose RMS is below this is zero up to float64 rounding.
+const ZERO_GRAD: f64 = 1e-12;
+/// Absolute bound (RMS and max) on our gradient where the reference gradient is zero.
+const ZERO_GRAD_ABS: f64 = 1e-5;
 
 type LossFn = fn(&[Tensor], &[f64]) -> candle_core::Result<Tensor>;
 
@@ -153,10 +162,10 @@ fn scalar_f64(t: &Tensor, key: &str) -> Result<f64> {
 }
 
 /// Value error, gradient norm-wise error, gradient element-wise error of one case.
-fn check_case(spec: &Spec, case: &BTreeMap<String, Tensor>) -> Result<(f64, f64, f64)> {
+fn check_case(spec: &Spec, id: &str, case: &BTreeMap<String, Tensor>) -> Result<(f64, f64, f64)> {
     let get = |field: &str| {
         case.get(field)
-            .ok_or_else(|| anyhow!("missing key `{}/<case>/{field}`", spec.name))
+            .ok_or_else(|| anyhow!("missing key `{}/{id}/{field}`", spec.name))
     };
     let mut inputs = Vec::with_capacity(spec.inputs.len());
     for name in spec.inputs {
@@ -208,9 +217,23 @@ fn check_case(spec: &Spec, case: &BTreeMap<String, Tensor>) -> Result<(f64, f64,
         .sum::<f64>()
         .sqrt();
     let ref_norm = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    let grad_norm_err = diff_norm / ref_norm.max(1e-12);
-    let max_abs = b.iter().fold(0f64, |m, y| m.max(y.abs()));
-    let floor = (GRAD_ELEM_FLOOR * max_abs).max(1e-12);
+    let len = (b.len().max(1) as f64).sqrt();
+    let rms = ref_norm / len;
+    if rms <= ZERO_GRAD {
+        // A gradient that is zero in exact arithmetic: compare absolutely (see the module docs).
+        let max_diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f64, f64::max);
+        return Ok((
+            value_err,
+            diff_norm / len / ZERO_GRAD_ABS * TOL,
+            max_diff / ZERO_GRAD_ABS * TOL,
+        ));
+    }
+    let grad_norm_err = diff_norm / ref_norm;
+    let floor = rms;
     let grad_elem_err = a
         .iter()
         .zip(&b)
@@ -287,7 +310,7 @@ fn every_loss_matches_the_pytorch_reference_vectors() -> Result<()> {
             for extra in case.keys().filter(|k| !expected_fields.contains(*k)) {
                 println!("note: {}/{id}/{extra} is not used by this test", spec.name);
             }
-            match check_case(spec, case) {
+            match check_case(spec, id, case) {
                 Ok((v, gn, ge)) => {
                     summary.cases += 1;
                     summary.value = summary.value.max(v);
