@@ -71,9 +71,11 @@ impl TaskStream {
                 let mut seen = vec![false; num_classes];
                 for &c in &v {
                     match seen.get_mut(c as usize) {
-                        None => return Err(bad(format!(
+                        None => {
+                            return Err(bad(format!(
                             "explicit class order names class {c}, valid ids are 0..{num_classes}"
-                        ))),
+                        )))
+                        }
                         Some(s) if *s => {
                             return Err(bad(format!("explicit class order names class {c} twice")))
                         }
