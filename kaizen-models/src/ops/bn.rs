@@ -8,9 +8,8 @@
 //! `dx = gamma_c * inv_c * (g - dbeta_c / N - xhat * dgamma_c / N)`.
 //! Statistics are accumulated in f64 (two passes: mean, then centred squares).
 
-use super::host::{cpu_slice, num_threads, with_slice};
+use super::host::{cpu_slice, num_threads, par_chunks, par_map, with_slice};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 use std::sync::{Arc, OnceLock};
 
 /// Per-channel statistics of one forward call: mean, biased variance and 1/sqrt(var + eps).
@@ -44,95 +43,106 @@ fn col_blocks(c: usize) -> usize {
 }
 
 /// Mean and biased variance per channel (f64 accumulation).
-fn stats(x: &[f32], b: usize, c: usize, s: usize, eps: f64) -> BnStats {
+fn stats(x: &[f32], b: usize, c: usize, s: usize, eps: f64) -> Result<BnStats> {
     let n = (b * s) as f64;
-    let mut mean = vec![0f32; c];
-    let mut var = vec![0f32; c];
-    if s > 1 {
-        mean.par_iter_mut()
-            .zip(var.par_iter_mut())
-            .enumerate()
-            .for_each(|(ch, (m, v))| {
-                let mut sum = 0f64;
-                for bi in 0..b {
-                    let p = &x[(bi * c + ch) * s..][..s];
-                    sum += p.iter().map(|&t| t as f64).sum::<f64>();
-                }
-                let mu = sum / n;
-                let muf = mu as f32;
-                let mut sq = 0f64;
-                for bi in 0..b {
-                    let p = &x[(bi * c + ch) * s..][..s];
-                    // f32 inner sums of centred squares are accurate enough per plane; combine in f64.
-                    sq += p.iter().map(|&t| (t - muf) * (t - muf)).sum::<f32>() as f64;
-                }
-                *m = muf;
-                *v = (sq / n) as f32;
-            });
+    let (mean, var): (Vec<f32>, Vec<f32>) = if s > 1 {
+        par_map(c, |ch| {
+            let mut sum = 0f64;
+            for bi in 0..b {
+                let p = &x[(bi * c + ch) * s..][..s];
+                sum += p.iter().sum::<f32>() as f64;
+            }
+            let mu = (sum / n) as f32;
+            let mut sq = 0f64;
+            for bi in 0..b {
+                let p = &x[(bi * c + ch) * s..][..s];
+                // f32 sums of centred squares within one plane; planes combine in f64.
+                sq += p.iter().map(|&t| (t - mu) * (t - mu)).sum::<f32>() as f64;
+            }
+            Ok((mu, (sq / n) as f32))
+        })?
+        .into_iter()
+        .unzip()
     } else {
         let blk = col_blocks(c);
-        mean.par_chunks_mut(blk)
-            .zip(var.par_chunks_mut(blk))
-            .enumerate()
-            .for_each(|(bk, (m, v))| {
-                let c0 = bk * blk;
-                let w = m.len();
-                let mut acc = vec![0f64; w];
-                for bi in 0..b {
-                    for (a, &t) in acc.iter_mut().zip(&x[bi * c + c0..][..w]) {
-                        *a += t as f64;
-                    }
+        let parts = par_map(c.div_ceil(blk), |bk| {
+            let c0 = bk * blk;
+            let w = blk.min(c - c0);
+            let mut acc = vec![0f64; w];
+            for bi in 0..b {
+                for (a, &t) in acc.iter_mut().zip(&x[bi * c + c0..][..w]) {
+                    *a += t as f64;
                 }
-                for (mm, a) in m.iter_mut().zip(&acc) {
-                    *mm = (*a / n) as f32;
+            }
+            let m: Vec<f32> = acc.iter().map(|a| (*a / n) as f32).collect();
+            acc.fill(0.0);
+            for bi in 0..b {
+                for ((a, &t), &mm) in acc.iter_mut().zip(&x[bi * c + c0..][..w]).zip(&m) {
+                    let d = t - mm;
+                    *a += (d * d) as f64;
                 }
-                acc.fill(0.0);
-                for bi in 0..b {
-                    for ((a, &t), &mm) in acc.iter_mut().zip(&x[bi * c + c0..][..w]).zip(m.iter()) {
-                        let d = (t - mm) as f64;
-                        *a += d * d;
-                    }
-                }
-                for (vv, a) in v.iter_mut().zip(&acc) {
-                    *vv = (*a / n) as f32;
-                }
-            });
-    }
+            }
+            let v: Vec<f32> = acc.iter().map(|a| (*a / n) as f32).collect();
+            Ok((m, v))
+        })?;
+        let mut mean = Vec::with_capacity(c);
+        let mut var = Vec::with_capacity(c);
+        for (m, v) in parts {
+            mean.extend(m);
+            var.extend(v);
+        }
+        (mean, var)
+    };
     let inv = var
         .iter()
         .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
         .collect();
-    BnStats { mean, var, inv }
+    Ok(BnStats { mean, var, inv })
 }
 
 /// y = [relu](scale_c * x + shift_c) over the (B, C, S) view.
-fn apply(x: &[f32], y: &mut [f32], c: usize, s: usize, scale: &[f32], shift: &[f32], relu: bool) {
+fn apply(
+    x: &[f32],
+    y: &mut [f32],
+    c: usize,
+    s: usize,
+    scale: &[f32],
+    shift: &[f32],
+    relu: bool,
+) -> Result<()> {
     if s > 1 {
-        y.par_chunks_mut(s)
-            .zip(x.par_chunks(s))
-            .enumerate()
-            .for_each(|(i, (yp, xp))| {
-                let (a, bb) = (scale[i % c], shift[i % c]);
-                if relu {
-                    for (d, &t) in yp.iter_mut().zip(xp) {
-                        *d = (a * t + bb).max(0.0);
-                    }
-                } else {
-                    for (d, &t) in yp.iter_mut().zip(xp) {
-                        *d = a * t + bb;
-                    }
+        par_chunks(y, s, |i, yp| {
+            let xp = &x[i * s..(i + 1) * s];
+            let (a, bb) = (scale[i % c], shift[i % c]);
+            if relu {
+                for (d, &t) in yp.iter_mut().zip(xp) {
+                    *d = (a * t + bb).max(0.0);
                 }
-            });
+            } else {
+                for (d, &t) in yp.iter_mut().zip(xp) {
+                    *d = a * t + bb;
+                }
+            }
+            Ok(())
+        })
     } else {
-        y.par_chunks_mut(c)
-            .zip(x.par_chunks(c))
-            .for_each(|(yr, xr)| {
-                for ((d, &t), (&a, &bb)) in yr.iter_mut().zip(xr).zip(scale.iter().zip(shift)) {
+        let rows = rows_per_chunk(y.len() / c.max(1), c);
+        par_chunks(y, rows * c, |i, yr| {
+            let xr = &x[i * rows * c..][..yr.len()];
+            for (yrow, xrow) in yr.chunks_mut(c).zip(xr.chunks(c)) {
+                for ((d, &t), (&a, &bb)) in yrow.iter_mut().zip(xrow).zip(scale.iter().zip(shift)) {
                     let v = a * t + bb;
                     *d = if relu { v.max(0.0) } else { v };
                 }
-            });
+            }
+            Ok(())
+        })
     }
+}
+
+/// Rows per parallel piece for the (B, C) case: about 64 Ki values per piece.
+fn rows_per_chunk(b: usize, c: usize) -> usize {
+    (65536 / c.max(1)).clamp(1, b.max(1))
 }
 
 /// Forward on host slices; returns y and the statistics.
@@ -155,11 +165,11 @@ pub(crate) fn bn_fwd(
     if b * s == 0 {
         bail!("batch_norm_train: empty batch {dims:?}")
     }
-    let st = stats(x, b, c, s, eps);
+    let st = stats(x, b, c, s, eps)?;
     let scale: Vec<f32> = st.inv.iter().zip(gamma).map(|(i, g)| i * g).collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - st.mean[i] * scale[i]).collect();
     let mut y = vec![0f32; x.len()];
-    apply(x, &mut y, c, s, &scale, &shift, relu);
+    apply(x, &mut y, c, s, &scale, &shift, relu)?;
     Ok((y, st))
 }
 
@@ -179,58 +189,54 @@ pub(crate) fn bn_bwd(
         bail!("batch_norm_train backward: inconsistent sizes for {dims:?}")
     }
     let n = (b * s) as f32;
-    let mut dgamma = vec![0f32; c];
-    let mut dbeta = vec![0f32; c];
     let gate = |yv: f32, g: f32| if relu && yv <= 0.0 { 0.0 } else { g };
-    // Per-channel reductions.
-    if s > 1 {
-        dgamma
-            .par_iter_mut()
-            .zip(dbeta.par_iter_mut())
-            .enumerate()
-            .for_each(|(ch, (dg, db))| {
-                let (mu, inv) = (st.mean[ch], st.inv[ch]);
-                let (mut sg, mut sgx) = (0f64, 0f64);
-                for bi in 0..b {
-                    let o = (bi * c + ch) * s;
-                    let (mut a, mut bb) = (0f32, 0f32);
-                    for ((&xv, &yv), &g) in x[o..o + s].iter().zip(&y[o..o + s]).zip(&dy[o..o + s])
-                    {
-                        let g = gate(yv, g);
-                        a += g;
-                        bb += g * (xv - mu);
-                    }
-                    sg += a as f64;
-                    sgx += bb as f64;
+    // Per-channel reductions: dbeta = sum g, dgamma = inv * sum g * (x - mean).
+    let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = if s > 1 {
+        par_map(c, |ch| {
+            let mu = st.mean[ch];
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for bi in 0..b {
+                let o = (bi * c + ch) * s;
+                let (mut a, mut bb) = (0f32, 0f32);
+                for ((&xv, &yv), &g) in x[o..o + s].iter().zip(&y[o..o + s]).zip(&dy[o..o + s]) {
+                    let g = gate(yv, g);
+                    a += g;
+                    bb += g * (xv - mu);
                 }
-                *db = sg as f32;
-                *dg = (sgx as f32) * inv;
-            });
+                sg += a as f64;
+                sgx += bb as f64;
+            }
+            Ok(((sgx as f32) * st.inv[ch], sg as f32))
+        })?
+        .into_iter()
+        .unzip()
     } else {
         let blk = col_blocks(c);
-        dgamma
-            .par_chunks_mut(blk)
-            .zip(dbeta.par_chunks_mut(blk))
-            .enumerate()
-            .for_each(|(bk, (dg, db))| {
-                let c0 = bk * blk;
-                let w = dg.len();
-                let mut sg = vec![0f64; w];
-                let mut sgx = vec![0f64; w];
-                for bi in 0..b {
-                    let o = bi * c + c0;
-                    for j in 0..w {
-                        let g = gate(y[o + j], dy[o + j]) as f64;
-                        sg[j] += g;
-                        sgx[j] += g * (x[o + j] - st.mean[c0 + j]) as f64;
-                    }
-                }
+        let parts = par_map(c.div_ceil(blk), |bk| {
+            let c0 = bk * blk;
+            let w = blk.min(c - c0);
+            let mut sg = vec![0f64; w];
+            let mut sgx = vec![0f64; w];
+            for bi in 0..b {
+                let o = bi * c + c0;
                 for j in 0..w {
-                    db[j] = sg[j] as f32;
-                    dg[j] = sgx[j] as f32 * st.inv[c0 + j];
+                    let g = gate(y[o + j], dy[o + j]);
+                    sg[j] += g as f64;
+                    sgx[j] += (g * (x[o + j] - st.mean[c0 + j])) as f64;
                 }
-            });
-    }
+            }
+            let dg: Vec<f32> = (0..w).map(|j| sgx[j] as f32 * st.inv[c0 + j]).collect();
+            let db: Vec<f32> = sg.iter().map(|v| *v as f32).collect();
+            Ok((dg, db))
+        })?;
+        let mut dg = Vec::with_capacity(c);
+        let mut db = Vec::with_capacity(c);
+        for (a, bb) in parts {
+            dg.extend(a);
+            db.extend(bb);
+        }
+        (dg, db)
+    };
     // dx = k1 * g + k2 * x + k3 per channel, with
     // k1 = gamma*inv, k2 = -gamma*inv^2*dgamma/N, k3 = -k1*dbeta/N - k2*mean.
     let k1: Vec<f32> = (0..c).map(|i| gamma[i] * st.inv[i]).collect();
@@ -240,7 +246,7 @@ pub(crate) fn bn_bwd(
         .collect();
     let mut dx = vec![0f32; x.len()];
     if s > 1 {
-        dx.par_chunks_mut(s).enumerate().for_each(|(i, d)| {
+        par_chunks(&mut dx, s, |i, d| {
             let ch = i % c;
             let o = i * s;
             let (a1, a2, a3) = (k1[ch], k2[ch], k3[ch]);
@@ -252,14 +258,20 @@ pub(crate) fn bn_bwd(
             {
                 *dv = a1 * gate(yv, g) + a2 * xv + a3;
             }
-        });
+            Ok(())
+        })?;
     } else {
-        dx.par_chunks_mut(c).enumerate().for_each(|(bi, d)| {
-            let o = bi * c;
-            for (j, dv) in d.iter_mut().enumerate() {
-                *dv = k1[j] * gate(y[o + j], dy[o + j]) + k2[j] * x[o + j] + k3[j];
+        let rows = rows_per_chunk(b, c);
+        par_chunks(&mut dx, rows * c, |i, d| {
+            let o0 = i * rows * c;
+            for (r, drow) in d.chunks_mut(c).enumerate() {
+                let o = o0 + r * c;
+                for (j, dv) in drow.iter_mut().enumerate() {
+                    *dv = k1[j] * gate(y[o + j], dy[o + j]) + k2[j] * x[o + j] + k3[j];
+                }
             }
-        });
+            Ok(())
+        })?;
     }
     Ok((dx, dgamma, dbeta))
 }

@@ -3,12 +3,16 @@
 //! Forward, per sample b: `y[b] (Cout x HoWo) = W (Cout x CinKK) * col[b] (CinKK x HoWo)` where
 //! `col = im2col(x[b])`. Backward: `dcol = W^T * dy[b]` then `dx[b] = col2im(dcol)`, and
 //! `dW = sum_b dy[b] * col[b]^T`. A 1x1 stride-1 unpadded convolution skips im2col/col2im (the
-//! sample itself is the column matrix). Samples are split across threads; every gemm runs on one
-//! thread, except when the batch is smaller than the thread count (then gemm itself is parallel).
+//! sample itself is the column matrix); a stride-1 input gradient is computed as a forward
+//! convolution with the flipped kernel (no col2im). Samples are spread over candle's thread pool;
+//! every gemm runs on one thread, except when the batch is smaller than the thread count (then the
+//! samples run in turn and each gemm is parallel).
 
-use super::host::{cpu_slice, num_threads, sgemm, with_slice, Mat};
+use super::host::{
+    cpu_slice, num_threads, par_chunks, par_map, sgemm, with_scratch, with_slice, Mat,
+};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Geometry of one convolution: x (b, cin, h, w), weight (cout, cin, k, k), output (b, cout, ho, wo).
 #[derive(Clone, Copy, Debug)]
@@ -157,13 +161,31 @@ fn col2im(g: &ConvGeom, dcol: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// Splits the batch over threads: (threads used for sample-parallel work, threads inside each gemm).
-fn split(g: &ConvGeom) -> (usize, usize) {
+/// Threads inside each gemm: 1 when samples are spread over the pool, all of them when the batch
+/// is smaller than the thread count (then samples run one after the other).
+fn gemm_threads(g: &ConvGeom) -> usize {
     let nt = num_threads();
     if g.b >= nt {
-        (nt, 1)
+        1
     } else {
-        (1, nt)
+        nt
+    }
+}
+
+/// Runs `f(b, slice_b)` for every sample over `chunk`-sized slices of `out`, in parallel when the
+/// batch is at least the thread count, else sequentially (each gemm then is parallel).
+fn per_sample(
+    g: &ConvGeom,
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+) -> Result<()> {
+    if gemm_threads(g) > 1 {
+        out.chunks_mut(chunk)
+            .enumerate()
+            .try_for_each(|(i, o)| f(i, o))
+    } else {
+        par_chunks(out, chunk, f)
     }
 }
 
@@ -174,169 +196,212 @@ pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     if y.is_empty() {
         return Ok(y);
     }
-    let (outer, inner) = split(g);
-    let chunk = g.b.div_ceil(outer);
+    let inner = gemm_threads(g);
     let wm = Mat {
         data: w,
         rs: kdim,
         cs: 1,
     };
-    y.par_chunks_mut(chunk * g.out_plane())
-        .enumerate()
-        .try_for_each(|(ci, ys)| -> Result<()> {
-            let mut col = if g.is_pointwise() {
-                Vec::new()
-            } else {
-                vec![0f32; kdim * n]
+    per_sample(g, &mut y, g.out_plane(), |bi, yb| {
+        let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
+        if g.is_pointwise() {
+            let cmat = Mat {
+                data: xb,
+                rs: n,
+                cs: 1,
             };
-            for (j, yb) in ys.chunks_mut(g.out_plane()).enumerate() {
-                let bi = ci * chunk + j;
-                let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
-                let cm = if g.is_pointwise() {
-                    xb
-                } else {
-                    im2col(g, xb, &mut col);
-                    &col
-                };
-                let cmat = Mat {
-                    data: cm,
-                    rs: n,
-                    cs: 1,
-                };
-                sgemm(
-                    "conv2d forward",
-                    g.cout,
-                    n,
-                    kdim,
-                    yb,
-                    n,
-                    false,
-                    wm,
-                    cmat,
-                    inner,
-                )?;
-            }
-            Ok(())
-        })?;
+            return sgemm(
+                "conv2d forward",
+                g.cout,
+                n,
+                kdim,
+                yb,
+                n,
+                false,
+                wm,
+                cmat,
+                inner,
+            );
+        }
+        with_scratch(kdim * n, |col| {
+            im2col(g, xb, col);
+            let cmat = Mat {
+                data: col,
+                rs: n,
+                cs: 1,
+            };
+            sgemm(
+                "conv2d forward",
+                g.cout,
+                n,
+                kdim,
+                yb,
+                n,
+                false,
+                wm,
+                cmat,
+                inner,
+            )
+        })
+    })?;
     Ok(y)
 }
 
 /// Input gradient on host slices: dy (B*Cout*HoWo), w -> dx (B*Cin*H*W).
+///
+/// Stride 1 (k > 1, padding <= k - 1): a forward convolution of dy with the spatially flipped,
+/// channel-transposed kernel and padding k - 1 - p (im2col + gemm with depth Cout*K*K, as cheap as
+/// the forward). Otherwise: `dcol = W^T dy[b]` then col2im (1x1 stride 1: dx[b] = W^T dy[b]).
 pub(crate) fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
+    if g.stride == 1 && g.k > 1 && g.pad < g.k {
+        let k = g.k;
+        // w' (Cin, Cout, K, K): w'[ci, co, ky, kx] = w[co, ci, k-1-ky, k-1-kx].
+        let mut wf = vec![0f32; w.len()];
+        for co in 0..g.cout {
+            for ci in 0..g.cin {
+                let src = &w[(co * g.cin + ci) * k * k..][..k * k];
+                let dst = &mut wf[(ci * g.cout + co) * k * k..][..k * k];
+                for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+        let gt = ConvGeom::new(
+            &[g.b, g.cout, g.ho, g.wo],
+            &[g.cin, g.cout, k, k],
+            1,
+            k - 1 - g.pad,
+        )?;
+        if gt.ho == g.h && gt.wo == g.w {
+            return conv_fwd(&gt, dy, &wf);
+        }
+    }
     let mut dx = vec![0f32; g.b * g.in_plane()];
     if dx.is_empty() {
         return Ok(dx);
     }
-    let (outer, inner) = split(g);
-    let chunk = g.b.div_ceil(outer);
+    let inner = gemm_threads(g);
     // W^T: (CinKK x Cout), element (i, j) = w[j * kdim + i].
     let wt = Mat {
         data: w,
         rs: 1,
         cs: kdim,
     };
-    dx.par_chunks_mut(chunk * g.in_plane())
-        .enumerate()
-        .try_for_each(|(ci, dxs)| -> Result<()> {
-            let mut dcol = if g.is_pointwise() {
-                Vec::new()
-            } else {
-                vec![0f32; kdim * n]
-            };
-            for (j, dxb) in dxs.chunks_mut(g.in_plane()).enumerate() {
-                let bi = ci * chunk + j;
-                let dyb = Mat {
-                    data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
-                    rs: n,
-                    cs: 1,
-                };
-                if g.is_pointwise() {
-                    sgemm(
-                        "conv2d input grad",
-                        kdim,
-                        n,
-                        g.cout,
-                        dxb,
-                        n,
-                        false,
-                        wt,
-                        dyb,
-                        inner,
-                    )?;
-                } else {
-                    sgemm(
-                        "conv2d input grad",
-                        kdim,
-                        n,
-                        g.cout,
-                        &mut dcol,
-                        n,
-                        false,
-                        wt,
-                        dyb,
-                        inner,
-                    )?;
-                    col2im(g, &dcol, dxb);
-                }
-            }
+    per_sample(g, &mut dx, g.in_plane(), |bi, dxb| {
+        let dyb = Mat {
+            data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
+            rs: n,
+            cs: 1,
+        };
+        if g.is_pointwise() {
+            return sgemm(
+                "conv2d input grad",
+                kdim,
+                n,
+                g.cout,
+                dxb,
+                n,
+                false,
+                wt,
+                dyb,
+                inner,
+            );
+        }
+        with_scratch(kdim * n, |dcol| {
+            sgemm(
+                "conv2d input grad",
+                kdim,
+                n,
+                g.cout,
+                dcol,
+                n,
+                false,
+                wt,
+                dyb,
+                inner,
+            )?;
+            col2im(g, dcol, dxb);
             Ok(())
-        })?;
+        })
+    })?;
     Ok(dx)
 }
 
-/// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch.
+/// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch. Each pool slot
+/// accumulates its own partial sum over the samples it takes; the partials are added at the end.
 pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let wlen = g.cout * kdim;
-    let (outer, inner) = split(g);
-    let chunk = g.b.div_ceil(outer).max(1);
-    let nchunks = g.b.div_ceil(chunk);
-    let partials: Vec<Vec<f32>> = (0..nchunks)
-        .into_par_iter()
-        .map(|ci| -> Result<Vec<f32>> {
-            let mut dw = vec![0f32; wlen];
-            let mut col = if g.is_pointwise() {
-                Vec::new()
-            } else {
-                vec![0f32; kdim * n]
+    let inner = gemm_threads(g);
+    let slots = if inner > 1 {
+        1
+    } else {
+        num_threads().min(g.b).max(1)
+    };
+    let cursor = AtomicUsize::new(0);
+    let one_sample = |bi: usize, dw: &mut [f32], first: bool| -> Result<()> {
+        let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
+        let dyb = Mat {
+            data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
+            rs: n,
+            cs: 1,
+        };
+        if g.is_pointwise() {
+            // x[b]^T: (HoWo x Cin), element (i, j) = xb[j * n + i].
+            let ct = Mat {
+                data: xb,
+                rs: 1,
+                cs: n,
             };
-            let end = ((ci + 1) * chunk).min(g.b);
-            for (j, bi) in (ci * chunk..end).enumerate() {
-                let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
-                let cm = if g.is_pointwise() {
-                    xb
-                } else {
-                    im2col(g, xb, &mut col);
-                    &col
-                };
-                // col^T: (HoWo x CinKK), element (i, j) = cm[j * n + i].
-                let ct = Mat {
-                    data: cm,
-                    rs: 1,
-                    cs: n,
-                };
-                let dyb = Mat {
-                    data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
-                    rs: n,
-                    cs: 1,
-                };
-                sgemm(
-                    "conv2d weight grad",
-                    g.cout,
-                    kdim,
-                    n,
-                    &mut dw,
-                    kdim,
-                    j > 0,
-                    dyb,
-                    ct,
-                    inner,
-                )?;
-            }
-            Ok(dw)
+            return sgemm(
+                "conv2d weight grad",
+                g.cout,
+                kdim,
+                n,
+                dw,
+                kdim,
+                !first,
+                dyb,
+                ct,
+                inner,
+            );
+        }
+        with_scratch(kdim * n, |col| {
+            im2col(g, xb, col);
+            // col^T: (HoWo x CinKK), element (i, j) = col[j * n + i].
+            let ct = Mat {
+                data: col,
+                rs: 1,
+                cs: n,
+            };
+            sgemm(
+                "conv2d weight grad",
+                g.cout,
+                kdim,
+                n,
+                dw,
+                kdim,
+                !first,
+                dyb,
+                ct,
+                inner,
+            )
         })
-        .collect::<Result<Vec<_>>>()?;
+    };
+    let partials = par_map(slots, |_| {
+        let mut dw = vec![0f32; wlen];
+        let mut first = true;
+        loop {
+            let bi = cursor.fetch_add(1, Ordering::Relaxed);
+            if bi >= g.b {
+                break;
+            }
+            one_sample(bi, &mut dw, first)?;
+            first = false;
+        }
+        Ok(dw)
+    })?;
     let mut it = partials.into_iter();
     let mut total = it.next().unwrap_or_else(|| vec![0f32; wlen]);
     for p in it {

@@ -10,13 +10,33 @@ mod bn;
 mod conv;
 mod host;
 
+pub use host::tune_allocator;
+
 use candle_core::{DType, Device, Result, Tensor, D};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// True when the fast CPU kernels apply to these tensors (all f32 on the CPU).
+/// Process-wide switch between the fast kernels and the reference compositions (default: fast).
+static FAST_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Enables (default) or disables the fast CPU kernels for every later call of [`conv2d`],
+/// [`batch_norm_train`] and [`batch_norm_eval`] in this process. Disabling them runs the
+/// `reference_*` candle compositions instead (for benchmarks and A/B checks); results agree to ~1e-5.
+pub fn set_fast_kernels(enabled: bool) {
+    FAST_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the fast CPU kernels are enabled (see [`set_fast_kernels`]).
+pub fn fast_kernels_enabled() -> bool {
+    FAST_KERNELS.load(Ordering::Relaxed)
+}
+
+/// True when the fast CPU kernels apply to these tensors (enabled, all f32 on the CPU).
 fn fast_path(ts: &[&Tensor]) -> bool {
-    ts.iter()
-        .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
+    fast_kernels_enabled()
+        && ts
+            .iter()
+            .all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32)
 }
 
 /// 2-D convolution without bias, dilation 1, groups 1.
@@ -32,11 +52,13 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
 }
 
 /// The CPU kernel behind [`conv2d`]: a candle custom op (im2col + gemm forward; col2im + gemm input
-/// gradient; gemm weight gradient), split over candle's thread count. Requires f32 CPU tensors.
+/// gradient; gemm weight gradient), split over candle's thread pool. Requires f32 CPU tensors.
+/// The first call tunes the process allocator once ([`tune_allocator`]).
 /// Errors on non-square kernels, channel mismatch, or a kernel larger than the padded input.
 pub fn fast_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     // Validate shapes up front so the error names the problem before any work is done.
     conv::ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    tune_allocator();
     let x = x.contiguous()?;
     let w = w.contiguous()?;
     x.apply_op2(
@@ -80,6 +102,7 @@ pub fn fast_batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    tune_allocator();
     let x = x.contiguous()?;
     let gamma = gamma.contiguous()?;
     let beta = beta.contiguous()?;
