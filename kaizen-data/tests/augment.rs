@@ -426,3 +426,61 @@ fn prefetcher_yields_the_same_batches_in_order_and_stops_when_dropped() -> Resul
     assert!(p.next().is_none());
     Ok(())
 }
+
+/// torchvision's `_rgb2hsv` / `_hsv2rgb` written piecewise (the sector `i = floor(6H)` picks the channel
+/// pattern), as an independent reference for the branch-free `color::hue`.
+fn hue_reference(p: [f32; 3], shift: f32) -> [f32; 3] {
+    let [r, g, b] = p;
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    let cr = maxc - minc;
+    if cr == 0.0 {
+        return p;
+    }
+    let s = cr / maxc;
+    let (rc, gc, bc) = ((maxc - r) / cr, (maxc - g) / cr, (maxc - b) / cr);
+    let hh = if maxc == r {
+        bc - gc
+    } else if maxc == g {
+        2.0 + rc - bc
+    } else {
+        4.0 + gc - rc
+    };
+    let h = ((hh / 6.0).rem_euclid(1.0) + shift).rem_euclid(1.0);
+    let i = (h * 6.0).floor();
+    let f = h * 6.0 - i;
+    let v = maxc;
+    let (pp, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
+    match i as i32 % 6 {
+        0 => [v, t, pp],
+        1 => [q, v, pp],
+        2 => [pp, v, t],
+        3 => [pp, q, v],
+        4 => [t, pp, v],
+        _ => [v, pp, q],
+    }
+}
+
+#[test]
+fn hue_matches_the_piecewise_torchvision_formulas() {
+    use rand::Rng;
+    let mut rng = rng_for(3, RngStream::Augment, 1, 2, 3);
+    for &shift in &[-0.1f32, -0.03, 0.0, 0.05, 0.1, 0.5] {
+        for _ in 0..2000 {
+            let p = [
+                rng.random::<f32>(),
+                rng.random::<f32>(),
+                rng.random::<f32>(),
+            ];
+            let mut got = p.to_vec();
+            color::hue(&mut got, shift);
+            let want = hue_reference(p, shift);
+            for k in 0..3 {
+                assert!(
+                    (got[k] - want[k]).abs() < 2e-5,
+                    "pixel {p:?} shift {shift}: {got:?} vs {want:?}"
+                );
+            }
+        }
+    }
+}

@@ -103,47 +103,43 @@ pub fn saturation(buf: &mut [f32], f: f32) {
     }
 }
 
-/// RGB only: rotate the hue by `h` turns (RGB → HSV, `H <- (H + h) mod 1`, HSV → RGB), torchvision's formulas.
+/// RGB only: rotate the hue by `h` turns: RGB → HSV (torchvision's `_rgb2hsv`), `H <- (H + h) mod 1`,
+/// HSV → RGB with the sector-free form `c_n = V - V S clamp(min(k, 4 - k), 0, 1)`,
+/// `k = (n + 6 H) mod 6`, `n = 5, 3, 1` for R, G, B (algebraically equal to torchvision's `_hsv2rgb`;
+/// written without data-dependent branches so it vectorises). Gray pixels are unchanged.
 pub fn hue(buf: &mut [f32], h: f32) {
+    // Shift in [0, 1) so that one conditional subtraction wraps the sum.
+    let shift = h - h.floor();
     for p in buf.chunks_exact_mut(3) {
         let (r, g, b) = (p[0], p[1], p[2]);
         let maxc = r.max(g).max(b);
         let minc = r.min(g).min(b);
-        let v = maxc;
         let cr = maxc - minc;
-        if cr <= 0.0 {
-            continue; // gray pixel: hue is undefined and the rotation changes nothing
-        }
-        let s = cr / maxc;
-        let rc = (maxc - r) / cr;
-        let gc = (maxc - g) / cr;
-        let bc = (maxc - b) / cr;
+        let inv = if cr > 0.0 { 1.0 / cr } else { 0.0 };
+        let s = if maxc > 0.0 { cr / maxc } else { 0.0 };
+        let hr = (g - b) * inv;
+        let hg = 2.0 + (b - r) * inv;
+        let hb = 4.0 + (r - g) * inv;
         let hh = if maxc == r {
-            bc - gc
+            hr
         } else if maxc == g {
-            2.0 + rc - bc
+            hg
         } else {
-            4.0 + gc - rc
+            hb
         };
-        let mut hv = (hh / 6.0).rem_euclid(1.0) + h;
-        hv = hv.rem_euclid(1.0);
-        let i6 = hv * 6.0;
-        let i = (i6.floor() as i32).rem_euclid(6);
-        let f = i6 - i6.floor();
-        let pp = (v * (1.0 - s)).clamp(0.0, 1.0);
-        let q = (v * (1.0 - s * f)).clamp(0.0, 1.0);
-        let t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0);
-        let (nr, ng, nb) = match i {
-            0 => (v, t, pp),
-            1 => (q, v, pp),
-            2 => (pp, v, t),
-            3 => (pp, q, v),
-            4 => (t, pp, v),
-            _ => (v, pp, q),
+        // hh in [-1, 5] sixths of a turn; wrap H + shift into [0, 6).
+        let mut h6 = hh + 6.0 * shift;
+        h6 = if h6 < 0.0 { h6 + 6.0 } else { h6 };
+        h6 = if h6 >= 6.0 { h6 - 6.0 } else { h6 };
+        let vs = maxc * s;
+        let chan = |n: f32| {
+            let mut k = n + h6;
+            k = if k >= 6.0 { k - 6.0 } else { k };
+            (maxc - vs * k.min(4.0 - k).clamp(0.0, 1.0)).clamp(0.0, 1.0)
         };
-        p[0] = nr;
-        p[1] = ng;
-        p[2] = nb;
+        p[0] = chan(5.0);
+        p[1] = chan(3.0);
+        p[2] = chan(1.0);
     }
 }
 

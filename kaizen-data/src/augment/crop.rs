@@ -65,9 +65,12 @@ pub fn sample_crop(
     }
 }
 
+/// One resampling tap: the two source positions and the weight of the second.
+type Tap = (usize, usize, f32);
+
 /// Source coordinate table for bilinear resampling of `src_len` pixels (starting at `offset`) onto
 /// `dst_len` pixels: half-pixel centres, `s = (d + 0.5) * src_len / dst_len - 0.5`, clamped at 0.
-fn table(offset: usize, src_len: usize, dst_len: usize) -> Vec<(usize, usize, f32)> {
+fn table(offset: usize, src_len: usize, dst_len: usize) -> Vec<Tap> {
     let scale = src_len as f64 / dst_len as f64;
     (0..dst_len)
         .map(|d| {
@@ -82,30 +85,49 @@ fn table(offset: usize, src_len: usize, dst_len: usize) -> Vec<(usize, usize, f3
 /// Resamples `rect` of `src` (HWC u8) bilinearly to the full `shape`, optionally mirrored left-right,
 /// into `out` (HWC f32 in `[0, 1]`).
 pub fn resized_crop(src: &[u8], shape: ImageShape, rect: Rect, flip: bool, out: &mut [f32]) {
-    let ImageShape {
-        channels: c,
-        height: oh,
-        width: ow,
-    } = shape;
-    let ys = table(rect.i, rect.h, oh);
-    let mut xs = table(rect.j, rect.w, ow);
+    let ys = table(rect.i, rect.h, shape.height);
+    let mut xs = table(rect.j, rect.w, shape.width);
     if flip {
         xs.reverse();
     }
+    match shape.channels {
+        1 => resample::<1>(src, shape.width, &ys, &xs, out),
+        3 => resample::<3>(src, shape.width, &ys, &xs, out),
+        c => resample_dyn(src, shape.width, c, &ys, &xs, out),
+    }
+}
+
+/// Bilinear resampling with a compile-time channel count (the hot path).
+fn resample<const C: usize>(src: &[u8], width: usize, ys: &[Tap], xs: &[Tap], out: &mut [f32]) {
     const K: f32 = 1.0 / 255.0;
-    for (y, &(y0, y1, fy)) in ys.iter().enumerate() {
-        let r0 = &src[y0 * ow * c..(y0 + 1) * ow * c];
-        let r1 = &src[y1 * ow * c..(y1 + 1) * ow * c];
-        let dst = &mut out[y * ow * c..(y + 1) * ow * c];
-        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
-            for ch in 0..c {
-                let a = r0[x0 * c + ch] as f32;
-                let b = r0[x1 * c + ch] as f32;
-                let cc = r1[x0 * c + ch] as f32;
-                let d = r1[x1 * c + ch] as f32;
-                let top = a + (b - a) * fx;
-                let bot = cc + (d - cc) * fx;
-                dst[x * c + ch] = (top + (bot - top) * fy) * K;
+    let row = width * C;
+    for (dst, &(y0, y1, fy)) in out.chunks_exact_mut(xs.len() * C).zip(ys) {
+        let r0 = &src[y0 * row..(y0 + 1) * row];
+        let r1 = &src[y1 * row..(y1 + 1) * row];
+        for (d, &(x0, x1, fx)) in dst.chunks_exact_mut(C).zip(xs) {
+            let a = &r0[x0 * C..x0 * C + C];
+            let b = &r0[x1 * C..x1 * C + C];
+            let c = &r1[x0 * C..x0 * C + C];
+            let e = &r1[x1 * C..x1 * C + C];
+            for ch in 0..C {
+                let top = a[ch] as f32 + (b[ch] as f32 - a[ch] as f32) * fx;
+                let bot = c[ch] as f32 + (e[ch] as f32 - c[ch] as f32) * fx;
+                d[ch] = (top + (bot - top) * fy) * K;
+            }
+        }
+    }
+}
+
+fn resample_dyn(src: &[u8], width: usize, ch_n: usize, ys: &[Tap], xs: &[Tap], out: &mut [f32]) {
+    const K: f32 = 1.0 / 255.0;
+    let row = width * ch_n;
+    for (dst, &(y0, y1, fy)) in out.chunks_exact_mut(xs.len() * ch_n).zip(ys) {
+        for (d, &(x0, x1, fx)) in dst.chunks_exact_mut(ch_n).zip(xs) {
+            for (ch, o) in d.iter_mut().enumerate() {
+                let px = |y: usize, x: usize| src[y * row + x * ch_n + ch] as f32;
+                let top = px(y0, x0) + (px(y0, x1) - px(y0, x0)) * fx;
+                let bot = px(y1, x0) + (px(y1, x1) - px(y1, x0)) * fx;
+                *o = (top + (bot - top) * fy) * K;
             }
         }
     }
