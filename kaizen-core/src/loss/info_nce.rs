@@ -29,13 +29,20 @@ pub fn info_nce_queue(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) 
         );
     }
     check_temperature("info_nce_queue", temperature)?;
-    let qn = l2_normalize(q)?;
+    // The (N, K) logits dominate the cost at MoCo sizes (K = 65536), so this avoids materialising the
+    // concatenated (N, K + 1) matrix: q is scaled by 1/t before the matmul (N x D instead of N x K),
+    // and the cross-entropy with target 0 is written as logsumexp(pos, neg) - pos, with the row
+    // maximum detached (it cancels analytically).
+    let qn = l2_normalize(q)?.affine(1.0 / temperature, 0.0)?;
     let kn = l2_normalize(&k.detach())?;
     let negatives = l2_normalize(&queue.detach())?;
-    let pos = (&qn * &kn)?.sum_keepdim(1)?;
-    let neg = qn.matmul(&negatives.t()?)?;
-    let logits = Tensor::cat(&[&pos, &neg], 1)?.affine(1.0 / temperature, 0.0)?;
-    cross_entropy_rows(&logits, &vec![0u32; n])?.mean_all()
+    let pos = (&qn * &kn)?.sum_keepdim(1)?; // (N, 1) = q.k / t
+    let neg = qn.matmul(&negatives.t()?)?; // (N, K) = q.queue / t
+    let max = pos.maximum(&neg.max_keepdim(1)?)?.detach();
+    let sum = ((&pos - &max)?.exp()? + neg.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?)?;
+    let lse = (sum.log()? + max)?;
+    debug_assert_eq!(lse.dims(), [n, 1]);
+    (lse - pos)?.mean_all()
 }
 
 /// CaSSLe's contrastive distillation loss (Fini et al. 2022), reference key `contrastive_distill`:

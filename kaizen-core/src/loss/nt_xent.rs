@@ -1,7 +1,7 @@
 //! SimCLR's NT-Xent (normalised temperature-scaled cross-entropy).
 
 use super::ops::{
-    additive_mask, check_same_matrices, check_temperature, cross_entropy_rows, l2_normalize,
+    check_same_matrices, check_temperature, cross_entropy_rows, diagonal_mask, l2_normalize,
 };
 use candle_core::{Result, Tensor};
 
@@ -21,7 +21,7 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Result<Tensor> {
     check_temperature("nt_xent", temperature)?;
     let u = l2_normalize(&Tensor::cat(&[z1, z2], 0)?)?;
     let s = u.matmul(&u.t()?)?.affine(1.0 / temperature, 0.0)?;
-    let mask = additive_mask(2 * n, 2 * n, |i, j| i == j, s.dtype(), s.device())?;
+    let mask = diagonal_mask(2 * n, s.dtype(), s.device())?;
     let logits = (s + mask)?;
     let targets: Vec<u32> = (0..2 * n).map(|k| ((k + n) % (2 * n)) as u32).collect();
     cross_entropy_rows(&logits, &targets)?.mean_all()

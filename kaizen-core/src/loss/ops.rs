@@ -115,25 +115,10 @@ pub fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     log_softmax(logits)?.gather(&idx, 1)?.squeeze(1)?.neg()
 }
 
-/// An additive mask (rows, cols) with [`MASKED`] where `exclude(i, j)` and 0 elsewhere, in `dtype`.
-/// Add it to logits to drop entries from a softmax.
-pub fn additive_mask(
-    rows: usize,
-    cols: usize,
-    exclude: impl Fn(usize, usize) -> bool,
-    dtype: DType,
-    device: &Device,
-) -> Result<Tensor> {
-    let data: Vec<f32> = (0..rows * cols)
-        .map(|k| {
-            if exclude(k / cols, k % cols) {
-                MASKED
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    Tensor::from_vec(data, (rows, cols), device)?.to_dtype(dtype)
+/// An additive mask (n, n) in `dtype`: [`MASKED`] on the diagonal, 0 elsewhere. Add it to a square
+/// logit matrix to drop each row's own column from its softmax.
+pub fn diagonal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    Tensor::eye(n, dtype, device)?.affine(MASKED as f64, 0.0)
 }
 
 /// `1 - I` (n, n) in `dtype`: multiplies a square matrix to keep its off-diagonal entries.
