@@ -1,9 +1,71 @@
-//! `kaizen metrics` (owned by the kaizen-metrics work).
+//! `kaizen metrics`: continual-learning metrics of an accuracy matrix given as CSV (from any framework).
+use anyhow::Context;
 use clap::Args;
+use kaizen_metrics::{read_matrix_csv, read_vector_csv, summarize, Summary};
+use std::path::PathBuf;
 
-#[derive(Args)]
-pub struct MetricsArgs {}
+/// Compute final accuracy, average incremental accuracy, forgetting, backward / forward transfer, plasticity and
+/// intransigence from an accuracy matrix. Formulas: the kaizen-metrics crate docs.
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// Accuracy matrix CSV: T lines of T comma-separated fractions in [0, 1]; row i = after training task i,
+    /// column j = test set of task j. Lines starting with `#` are comments; NA (or empty) marks a cell not evaluated.
+    #[arg(long, value_name = "R.csv")]
+    pub acc_matrix: PathBuf,
+    /// Per-task accuracies of a randomly initialised model under the same protocol (one line of T numbers);
+    /// enables forward transfer.
+    #[arg(long, value_name = "b.csv")]
+    pub random_baseline: Option<PathBuf>,
+    /// Per-task accuracies of a jointly trained model (one line of T numbers); enables intransigence.
+    #[arg(long, value_name = "a.csv")]
+    pub joint: Option<PathBuf>,
+    /// Print one JSON object (keys final_accuracy, average_incremental_accuracy, forgetting, backward_transfer,
+    /// forward_transfer, plasticity, intransigence, per_task_forgetting; null where undefined) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_a: MetricsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`kaizen metrics` is not built yet")
+/// Runs `kaizen metrics`.
+pub fn run(a: MetricsArgs) -> anyhow::Result<()> {
+    let r = read_matrix_csv(&a.acc_matrix)?;
+    let t = r.num_tasks();
+    let baseline = a.random_baseline.as_deref().map(|p| read_vector_csv(p, Some(t))).transpose()?;
+    let joint = a.joint.as_deref().map(|p| read_vector_csv(p, Some(t))).transpose()?;
+    let summary = summarize(&r, baseline.as_deref(), joint.as_deref())
+        .with_context(|| format!("metrics of {}", a.acc_matrix.display()))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", table(&summary, t, &a));
+    }
+    Ok(())
+}
+
+/// The human-readable table: fractions and percentages, with the reason for every undefined value.
+fn table(s: &Summary, t: usize, a: &MetricsArgs) -> String {
+    let mut out = format!("accuracy matrix: {} (T = {t})\n\n", a.acc_matrix.display());
+    out.push_str(&format!("{:<30} {:>10} {:>10}\n", "metric", "fraction", "percent"));
+    for (key, value) in s.scalars() {
+        let (frac, pct) = match value {
+            Some(v) => (format!("{v:.4}"), format!("{:.2}", v * 100.0)),
+            None => ("n/a".to_string(), String::new()),
+        };
+        let why = match (key, value) {
+            (_, Some(_)) => "",
+            ("forgetting" | "backward_transfer", None) => "  (undefined for T = 1)",
+            ("forward_transfer", None) if t == 1 => "  (undefined for T = 1)",
+            ("forward_transfer", None) if a.random_baseline.is_none() => "  (needs --random-baseline)",
+            ("forward_transfer", None) => "  (needs the cells R[j-1][j], missing in the matrix)",
+            ("intransigence", None) => "  (needs --joint)",
+            _ => "",
+        };
+        out.push_str(&format!("{key:<30} {frac:>10} {pct:>10}{why}\n"));
+    }
+    let per_task: Vec<String> = s.per_task_forgetting.iter().map(|f| format!("{f:.4}")).collect();
+    out.push_str(&format!(
+        "{:<30} {}\n",
+        "per_task_forgetting",
+        if per_task.is_empty() { "[] (T = 1)".to_string() } else { format!("[{}]", per_task.join(", ")) }
+    ));
+    out
 }

@@ -9,13 +9,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, so it is not repeated as a `source()`).
+        error: std::io::Error,
     },
     /// A CSV field is not a number.
     #[error("{file}:{line}:{column}: {field:?} is not a number (cells are decimal fractions in [0, 1]; a missing cell is written NA, - or left empty)")]
@@ -144,22 +143,20 @@ pub enum MetricsError {
         problem: String,
     },
     /// JSON (de)serialisation failed.
-    #[error("{path}: JSON: {source}")]
+    #[error("{path}: JSON: {error}")]
     Json {
         /// The file involved.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: serde_json::Error,
+        /// The underlying error (in the message, not repeated as a `source()`).
+        error: serde_json::Error,
     },
     /// A candle operation failed.
-    #[error("candle ({context}): {source}")]
+    #[error("candle ({context}): {error}")]
     Candle {
         /// What was being computed.
         context: String,
-        /// The underlying error.
-        #[source]
-        source: candle_core::Error,
+        /// The underlying error (in the message, not repeated as a `source()`).
+        error: candle_core::Error,
     },
     /// Drawing a plot failed.
     #[error("plot {path}: {message}")]
@@ -176,13 +173,13 @@ impl MetricsError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         MetricsError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 
     /// Wraps a candle error with what was being computed.
     pub(crate) fn candle(context: impl Into<String>) -> impl FnOnce(candle_core::Error) -> Self {
         let context = context.into();
-        move |source| MetricsError::Candle { context, source }
+        move |error| MetricsError::Candle { context, error }
     }
 }

@@ -86,7 +86,7 @@ impl SummaryFile {
         let text = std::fs::read_to_string(path).map_err(|e| MetricsError::io(path, e))?;
         serde_json::from_str(&text).map_err(|source| MetricsError::Json {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })
     }
 
@@ -104,7 +104,7 @@ pub fn write_summary_json(path: &Path, protocols: &[ProtocolResult]) -> Result<(
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(|source| MetricsError::Json {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     text.push('\n');
     std::fs::write(path, text).map_err(|e| MetricsError::io(path, e))
