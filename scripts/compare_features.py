@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""PyTorch cross-check of kaizen-rs backbones (issue 4): the same images must give the same eval features.
+
+Needs the PyTorch venv (torch + safetensors): ~/.venv-torch/bin/python scripts/compare_features.py [--width 16 ...]
+and a built binary (cargo build --release -p kaizen-cli). For every width it checks both directions:
+
+  kaizen -> torch: `kaizen init-model` (seeded), then `kaizen export`; a torchvision-named CIFAR ResNet-18 built here
+                   loads the export with load_state_dict(strict=True) and computes eval features; `kaizen features`
+                   computes them from the kaizen checkpoint.
+  torch -> kaizen: a torch-initialised model with randomised BN affine parameters and running statistics (so eval mode
+                   is exercised for real) is saved as safetensors (num_batches_tracked and an fc head included),
+                   `kaizen import`ed, `kaizen features` run on it; then our re-export is loaded back into torch with
+                   strict=True and must reproduce the torch state_dict exactly.
+
+Relative error = max|ours - torch| / max|torch| over all features (reported with the elementwise max abs error).
+Exits non-zero when any relative error exceeds --tol (default 1e-4).
+The model class follows torchvision's resnet18 names (conv1, bn1, layerN.M.{conv1,bn1,conv2,bn2,downsample.0/1});
+at width 64 it is torchvision's resnet18 with the CIFAR stem (3x3 stride-1 conv1, no max-pool, fc removed).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.bn2(self.conv2(h))
+        return F.relu(h + (x if self.downsample is None else self.downsample(x)))
+
+
+class CifarResNet18(nn.Module):
+    def __init__(self, width, in_channels, stem_padding=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, stem_padding, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        cin = width
+        for i, (mult, stride) in enumerate([(1, 1), (2, 2), (4, 2), (8, 2)]):
+            cout = width * mult
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+            cin = cout
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.conv1(x)))
+        h = self.layer4(self.layer3(self.layer2(self.layer1(h))))
+        return h.mean((2, 3))
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"command failed ({r.returncode}): {' '.join(cmd)}\n{r.stdout}{r.stderr}")
+
+
+def rel_err(ours, ref):
+    diff = (ours.double() - ref.double()).abs().max().item()
+    return diff / max(ref.double().abs().max().item(), 1e-30), diff
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kaizen", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "kaizen"))
+    ap.add_argument("--widths", type=int, nargs="+", default=[4, 16, 64])
+    ap.add_argument("--in-channels", type=int, default=3)
+    ap.add_argument("--size", type=int, default=32, help="image height and width")
+    ap.add_argument("--n", type=int, default=8, help="number of images")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tol", type=float, default=1e-4)
+    a = ap.parse_args()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(2)
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        p = lambda name: os.path.join(tmp, name)  # noqa: E731
+        images = torch.randn(a.n, a.in_channels, a.size, a.size)
+        save_file({"images": images.contiguous()}, p("images.safetensors"))
+        for w in a.widths:
+            common = ["--width", str(w), "--in-channels", str(a.in_channels)]
+            # kaizen -> torch
+            run([a.kaizen, "init-model", "--arch", "resnet18", *common, "--seed", str(a.seed + w), "--out", p("k.safetensors")])
+            run([a.kaizen, "export", "--checkpoint", p("k.safetensors"), "--out", p("k_tv.safetensors")])
+            model = CifarResNet18(w, a.in_channels)
+            missing, unexpected = model.load_state_dict(load_file(p("k_tv.safetensors")), strict=True)
+            model.eval()
+            with torch.no_grad():
+                ref = model(images)
+            run([a.kaizen, "features", "--checkpoint", p("k.safetensors"), "--input", p("images.safetensors"), "--out", p("kf.safetensors")])
+            ours = load_file(p("kf.safetensors"))["features"]
+            assert ours.shape == ref.shape == (a.n, 8 * w), (ours.shape, ref.shape)
+            r1, d1 = rel_err(ours, ref)
+
+            # torch -> kaizen
+            model = CifarResNet18(w, a.in_channels)
+            g = torch.Generator().manual_seed(a.seed + 1000 + w)
+            with torch.no_grad():
+                for m in model.modules():
+                    if isinstance(m, nn.BatchNorm2d):
+                        c = m.num_features
+                        m.weight.copy_(0.5 + torch.rand(c, generator=g))
+                        m.bias.copy_(0.2 * torch.randn(c, generator=g))
+                        m.running_mean.copy_(0.1 * torch.randn(c, generator=g))
+                        m.running_var.copy_(0.5 + torch.rand(c, generator=g))
+                        m.num_batches_tracked.fill_(7)
+            sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+            sd["fc.weight"] = torch.zeros(10, 8 * w)
+            sd["fc.bias"] = torch.zeros(10)
+            save_file(sd, p("t.safetensors"))
+            model.eval()
+            with torch.no_grad():
+                ref = model(images)
+            run([a.kaizen, "import", "--torch-backbone", p("t.safetensors"), "--arch", "resnet18", *common, "--out", p("t_k.safetensors")])
+            run([a.kaizen, "features", "--checkpoint", p("t_k.safetensors"), "--input", p("images.safetensors"), "--out", p("tf.safetensors"), "--batch-size", "3"])
+            ours = load_file(p("tf.safetensors"))["features"]
+            r2, d2 = rel_err(ours, ref)
+            # and back: our export of the imported model reproduces torch's tensors exactly
+            run([a.kaizen, "export", "--checkpoint", p("t_k.safetensors"), "--out", p("t_k_tv.safetensors")])
+            back = load_file(p("t_k_tv.safetensors"))
+            model2 = CifarResNet18(w, a.in_channels)
+            model2.load_state_dict(back, strict=True)
+            exact = all(torch.equal(back[k], v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
+            print(f"width {w:3d}: kaizen->torch rel err {r1:.2e} (max abs {d1:.2e}); "
+                  f"torch->kaizen rel err {r2:.2e} (max abs {d2:.2e}); re-export bit-exact: {exact}")
+            worst = max(worst, r1, r2)
+            if not exact:
+                worst = float("inf")
+    print(f"worst relative error {worst:.2e} (tolerance {a.tol:.0e}): {'OK' if worst <= a.tol else 'FAIL'}")
+    sys.exit(0 if worst <= a.tol else 1)
+
+
+if __name__ == "__main__":
+    main()
