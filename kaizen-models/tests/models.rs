@@ -32,7 +32,14 @@ fn resnet(width: usize, in_channels: usize, seed: u64) -> Result<(VarMap, ResNet
 
 #[test]
 fn resnet_output_shapes_for_widths_and_inputs() -> Result<()> {
-    for (width, c, hw) in [(4, 1, 28), (4, 3, 32), (8, 3, 32), (8, 1, 28), (2, 3, 9)] {
+    for (width, c, hw) in [
+        (4, 1, 28),
+        (4, 3, 32),
+        (8, 3, 32),
+        (8, 1, 28),
+        (16, 3, 32),
+        (2, 3, 9),
+    ] {
         let (_vm, net) = resnet(width, c, 1)?;
         assert_eq!(net.out_dim(), 8 * width);
         for mode in [BnMode::Train, BnMode::BatchStats, BnMode::Eval] {
