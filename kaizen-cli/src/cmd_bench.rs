@@ -118,7 +118,15 @@ fn frozen_vb(vm: &VarMap, prefix: &str, dev: &Device) -> Result<VarBuilder<'stat
     Ok(VarBuilder::from_tensors(snap, DType::F32, dev))
 }
 
-type StepFn = Box<dyn FnMut() -> Result<f32>>;
+/// One step: returns the loss and the time of its phases [forward, backward, optimiser, EMA] in ms.
+type StepFn = Box<dyn FnMut() -> Result<(f32, [f64; 4])>>;
+
+fn ms_since(t: &mut Instant) -> f64 {
+    let now = Instant::now();
+    let ms = (now - *t).as_secs_f64() * 1e3;
+    *t = now;
+    ms
+}
 
 fn supervised_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     let vm = VarMap::new();
@@ -135,11 +143,15 @@ fn supervised_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     let x = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
     let y = labels(a, dev)?;
     Ok(Box::new(move || {
+        let mut t = Instant::now();
         let logits = head.forward(&backbone.forward(&x, BnMode::Train)?)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let fwd = ms_since(&mut t);
         let grads = loss.backward()?;
+        let bwd = ms_since(&mut t);
         opt.step(&grads, LR)?;
-        Ok(loss.to_scalar::<f32>()?)
+        let loss = loss.to_scalar::<f32>()?;
+        Ok((loss, [fwd, bwd, ms_since(&mut t), 0.0]))
     }))
 }
 
@@ -196,6 +208,7 @@ fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     let y = labels(a, dev)?;
     let tr = BnMode::Train;
     Ok(Box::new(move || {
+        let mut t = Instant::now();
         let (f1, f2) = (backbone.forward(&x1, tr)?, backbone.forward(&x2, tr)?);
         let (z1, z2) = (projector.forward(&f1, tr)?, projector.forward(&f2, tr)?);
         let (p1, p2) = (predictor.forward(&z1, tr)?, predictor.forward(&z2, tr)?);
@@ -216,10 +229,14 @@ fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
         let logits = classifier.forward(&f1.detach(), tr)?;
         let ce = candle_nn::loss::cross_entropy(&logits, &y)?;
         let loss = (((ssl + dist)? + ce)? + soft_ce(&logits, &old_logits)?)?;
+        let fwd = ms_since(&mut t);
         let grads = loss.backward()?;
+        let bwd = ms_since(&mut t);
         opt.step(&grads, LR)?;
+        let loss = loss.to_scalar::<f32>()?;
+        let opt_ms = ms_since(&mut t);
         ema::ema_update(&tvm, &vm, &pairs, TAU)?;
-        Ok(loss.to_scalar::<f32>()?)
+        Ok((loss, [fwd, bwd, opt_ms, ms_since(&mut t)]))
     }))
 }
 
@@ -242,15 +259,23 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     .context("building the benchmark models")?;
     let mut times = Vec::with_capacity(a.steps);
+    let mut phases: Vec<[f64; 4]> = Vec::with_capacity(a.steps);
     let mut last_loss = f32::NAN;
     for i in 0..a.warmup + a.steps {
         let t0 = Instant::now();
-        last_loss = step().with_context(|| format!("training step {i}"))?;
+        let (loss, ph) = step().with_context(|| format!("training step {i}"))?;
+        last_loss = loss;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i >= a.warmup {
             times.push(ms);
+            phases.push(ph);
         }
     }
+    let phase_median = |k: usize| {
+        let mut v: Vec<f64> = phases.iter().map(|p| p[k]).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2] * 10.0).round() / 10.0
+    };
     anyhow::ensure!(last_loss.is_finite(), "the loss became {last_loss}");
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
@@ -279,6 +304,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "batch": a.batch,
             "threads": threads,
             "step_ms_median": (med * 100.0).round() / 100.0,
+            "step_ms_min": (sorted[0] * 100.0).round() / 100.0,
+            "phase_ms_median": {
+                "forward": phase_median(0),
+                "backward": phase_median(1),
+                "optimizer": phase_median(2),
+                "ema": phase_median(3),
+            },
             "images_per_s": (ips * 10.0).round() / 10.0,
             "steps_ms": times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
             "final_loss": last_loss,
@@ -286,8 +318,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "kaizen-rs ({kernels}) mode={mode} width={} batch={} threads={threads} step_ms_median={med:.2} images_per_s={ips:.1}",
-            a.width, a.batch
+            "kaizen-rs ({kernels}) mode={mode} width={} batch={} threads={threads} step_ms_median={med:.2} images_per_s={ips:.1} \
+             (forward {} / backward {} / optimizer {} / ema {} ms)",
+            a.width,
+            a.batch,
+            phase_median(0),
+            phase_median(1),
+            phase_median(2),
+            phase_median(3)
         );
     }
     Ok(())

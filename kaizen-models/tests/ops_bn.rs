@@ -106,3 +106,44 @@ fn bad_shapes_are_errors_not_panics() -> anyhow::Result<()> {
     assert!(err.contains("does not match"), "{err}");
     Ok(())
 }
+
+#[test]
+fn fused_eval_bn_matches_reference() -> anyhow::Result<()> {
+    for (i, dims) in [&[3usize, 6, 5, 3][..], &[4, 9]].iter().enumerate() {
+        let c = dims[1];
+        let x = ((rand_tensor(50 + i as u64, dims)? * 2.0)? + 0.3)?;
+        let g = (rand_tensor(60, &[c])? + 1.0)?;
+        let b = rand_tensor(61, &[c])?;
+        let m = rand_tensor(62, &[c])?;
+        let v = (rand_tensor(63, &[c])?.abs()? + 0.1)?;
+        for relu in [false, true] {
+            let want = ops::reference_batch_norm_eval(&x, &g, &b, &m, &v, 1e-5, relu)?;
+            let got = ops::fast_batch_norm_eval(&x, &g, &b, &m, &v, 1e-5, relu)?;
+            let d = max_rel_diff(&got, &want)?;
+            assert!(d < TOL, "{dims:?} relu={relu}: {d}");
+            let public = ops::batch_norm_eval(&x, &g, &b, &m, &v, 1e-5, relu)?;
+            assert!(max_rel_diff(&public, &want)? < TOL);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn eval_bn_keeps_gradients_when_an_input_is_trainable() -> anyhow::Result<()> {
+    let x = Var::from_tensor(&rand_tensor(70, &[2, 3, 2, 2])?)?;
+    let g = rand_tensor(71, &[3])?;
+    let b = rand_tensor(72, &[3])?;
+    let m = rand_tensor(73, &[3])?;
+    let v = (rand_tensor(74, &[3])?.abs()? + 0.5)?;
+    let y = ops::batch_norm_eval(x.as_tensor(), &g, &b, &m, &v, 1e-5, false)?;
+    let grads = y.sum_all()?.backward()?;
+    let dx = grads
+        .get(x.as_tensor())
+        .ok_or_else(|| anyhow::anyhow!("no dx"))?;
+    // d(sum y)/dx = gamma / sqrt(var + eps), broadcast over the batch and spatial positions.
+    let want = (g / (v + 1e-5)?.sqrt()?)?
+        .reshape((1, 3, 1, 1))?
+        .broadcast_as((2, 3, 2, 2))?;
+    assert!(max_rel_diff(dx, &want.contiguous()?)? < TOL);
+    Ok(())
+}

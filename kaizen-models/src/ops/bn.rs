@@ -340,3 +340,32 @@ impl CustomOp3 for BnTrainOp {
         Ok((dx, dg, db))
     }
 }
+
+/// Eval-mode batch norm without gradient: `y = [relu](scale_c * x + shift_c)` with
+/// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale` precomputed on the host.
+pub(crate) struct BnEvalOp {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+    pub relu: bool,
+}
+
+impl candle_core::CustomOp1 for BnEvalOp {
+    fn name(&self) -> &'static str {
+        "kaizen-batch-norm-eval"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = cpu_slice(s1, l1, "batch_norm_eval input")?;
+        let (b, c, s) = bcs(l1.dims())?;
+        if c != self.scale.len() || x.len() != b * c * s {
+            bail!(
+                "batch_norm_eval: x {:?} does not match {} channels of statistics",
+                l1.dims(),
+                self.scale.len()
+            )
+        }
+        let mut y = vec![0f32; x.len()];
+        apply(x, &mut y, c, s, &self.scale, &self.shift, self.relu)?;
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+}

@@ -4,7 +4,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, Layout, Result, Storage, Tensor};
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Number of worker threads the kernels split work into: candle's own count (`RAYON_NUM_THREADS`,
 /// else the number of cores), so the custom ops use the same pool and width as candle's ops.
@@ -143,15 +144,37 @@ fn gemm_raw(
     }
 }
 
-/// Runs `f(slot)` for every `slot in 0..n_slots` on candle's own CPU thread pool (the barrier pool
-/// candle's element-wise ops use, so no second pool competes for the cores). Each slot runs exactly
-/// once; slots are handed out dynamically. Called from inside the pool, runs inline.
-pub(crate) fn par_slots(n_slots: usize, f: impl Fn(usize) + Sync) {
-    if n_slots <= 1 || num_threads() == 1 {
-        (0..n_slots).for_each(f);
+/// Which thread pool the kernels use: rayon's global pool (default: its idle threads sleep, which
+/// behaves well when the cores are shared with other processes), or candle's barrier pool with
+/// `KAIZEN_POOL=candle` (the pool candle's element-wise ops use; its waits spin).
+fn use_candle_pool() -> bool {
+    static CHOICE: OnceLock<bool> = OnceLock::new();
+    *CHOICE.get_or_init(|| std::env::var("KAIZEN_POOL").is_ok_and(|v| v == "candle"))
+}
+
+/// Runs `f(i)` for every `i in 0..n` in parallel. One slot per thread pulls items one at a time
+/// from a shared cursor, so a descheduled thread delays the rest by one item at most.
+pub(crate) fn par_slots(n: usize, f: impl Fn(usize) + Sync) {
+    let threads = num_threads().min(n);
+    if threads <= 1 {
+        (0..n).for_each(f);
         return;
     }
-    candle_core::utils::barrier_pool().execute_chunked(n_slots, |range| range.for_each(&f));
+    let cursor = AtomicUsize::new(0);
+    let drain = || loop {
+        let i = cursor.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        f(i);
+    };
+    if use_candle_pool() {
+        candle_core::utils::barrier_pool()
+            .execute_chunked(threads, |slots| slots.for_each(|_| drain()));
+    } else {
+        use rayon::prelude::*;
+        (0..threads).into_par_iter().for_each(|_| drain());
+    }
 }
 
 /// `f(i)` for `i in 0..n` in parallel, results in order; the first error (by index) wins.

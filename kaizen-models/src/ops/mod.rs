@@ -156,8 +156,53 @@ pub fn reference_batch_norm_train(
     Ok((y, mean.detach(), var.detach()))
 }
 
-/// Eval-mode batch normalisation with given statistics, optionally followed by ReLU.
+/// Eval-mode batch normalisation with given statistics, optionally followed by ReLU:
+/// `y = [relu]((x - mean) / sqrt(var + eps) * gamma + beta)` per channel (dimension 1).
+/// Fused on the CPU when nothing needs a gradient ([`fast_batch_norm_eval`]), else candle ops.
 pub fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let tracked = [x, gamma, beta, mean, var].iter().any(|t| t.track_op());
+    if !tracked && fast_path(&[x, gamma, beta, mean, var]) {
+        return fast_batch_norm_eval(x, gamma, beta, mean, var, eps, relu);
+    }
+    reference_batch_norm_eval(x, gamma, beta, mean, var, eps, relu)
+}
+
+/// The CPU kernel behind [`batch_norm_eval`] when no input needs a gradient (frozen and target
+/// models): one fused pass `y = [relu](x * scale + shift)`. The result carries no gradient.
+pub fn fast_batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let host = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+    let (g, b, m, v) = (host(gamma)?, host(beta)?, host(mean)?, host(var)?);
+    let c = g.len();
+    if b.len() != c || m.len() != c || v.len() != c {
+        candle_core::bail!("batch_norm_eval: gamma, beta, mean, var must all have {c} values")
+    }
+    let scale: Vec<f32> = (0..c)
+        .map(|i| (g[i] as f64 / (v[i] as f64 + eps).sqrt()) as f32)
+        .collect();
+    let shift: Vec<f32> = (0..c).map(|i| b[i] - m[i] * scale[i]).collect();
+    x.contiguous()?
+        .apply_op1_no_bwd(&bn::BnEvalOp { scale, shift, relu })
+}
+
+/// Composition of candle ops for [`batch_norm_eval`]: the reference for the fused kernel.
+#[allow(clippy::too_many_arguments)]
+pub fn reference_batch_norm_eval(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
