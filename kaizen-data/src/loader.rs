@@ -34,6 +34,22 @@ pub struct Batch {
     pub indices: Vec<u32>,
 }
 
+/// The items of a batch of dataset indices: the true label of `split` where `is_labelled(index)`, else `-1`.
+/// Panics if an index is out of range for `split` (use indices produced from the same split).
+pub fn items_for(split: &Split, batch: &[u32], is_labelled: impl Fn(u32) -> bool) -> Vec<Item> {
+    batch
+        .iter()
+        .map(|&i| Item {
+            index: i,
+            label: if is_labelled(i) {
+                split.label(i as usize) as i64
+            } else {
+                -1
+            },
+        })
+        .collect()
+}
+
 /// The augmentation key of an epoch: `(task << 32) | epoch`. Use it as `epoch_key` so that every
 /// `(task, epoch)` sees fresh, reproducible augmentations.
 pub fn epoch_key(task: usize, epoch: usize) -> u64 {

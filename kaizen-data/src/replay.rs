@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplaySize {
-    /// `round(f * n)` where `n` is the number of labelled indices passed to [`ReplayMemory::add_task`]
-    /// (Kaizen's default is 0.01). Clamped to `[0, 1]`.
+    /// A fraction of the task (Kaizen's default is 0.01): `round(f * n)` where `n` is the number of
+    /// training images of the task, i.e. the images of `split` whose class occurs among the labelled indices
+    /// passed to [`ReplayMemory::add_task`]; capped at the number of labelled images. Clamped to `[0, 1]`.
     Fraction(f64),
     /// A fixed number of images per task (at most the number available).
     Count(usize),
@@ -52,7 +53,12 @@ impl ReplayMemory {
         let n = match size {
             ReplaySize::Fraction(f) => {
                 let f = if f.is_nan() { 0.0 } else { f.clamp(0.0, 1.0) };
-                (f * total as f64).round() as usize
+                let task_size = split
+                    .labels()
+                    .iter()
+                    .filter(|l| by_class.contains_key(l))
+                    .count();
+                ((f * task_size as f64).round() as usize).min(total)
             }
             ReplaySize::Count(c) => c.min(total),
         };

@@ -189,6 +189,22 @@ fn replay_is_class_balanced_seeded_and_drawn_without_repeats() -> Result<()> {
     let mut mf = ReplayMemory::new();
     mf.add_task(&split, &idx, ReplaySize::Fraction(0.1), 4, 0);
     assert_eq!(mf.len(), 25);
+    // The fraction is of the task, not of its labelled part: with only half of the images labelled,
+    // 10% of the task is still 25 images, all of them labelled ones.
+    let half = labelled_mask(&split, &idx, 0.5, 2, 0);
+    let labelled: Vec<u32> = idx
+        .iter()
+        .zip(&half)
+        .filter(|(_, &m)| m)
+        .map(|(&i, _)| i)
+        .collect();
+    let mut mh = ReplayMemory::new();
+    mh.add_task(&split, &labelled, ReplaySize::Fraction(0.1), 4, 0);
+    assert_eq!(mh.len(), 25);
+    assert!(mh.indices().iter().all(|i| labelled.contains(i)));
+    let mut mc = ReplayMemory::new();
+    mc.add_task(&split, &labelled[..10], ReplaySize::Fraction(0.5), 4, 0);
+    assert_eq!(mc.len(), 10, "capped at the labelled images");
     // A second task appends.
     let sub: Vec<u32> = idx
         .iter()
@@ -240,6 +256,16 @@ fn replay_water_fills_when_a_class_is_scarce() -> Result<()> {
     assert_eq!(c.get(&0), Some(&2));
     assert_eq!(c.get(&1), Some(&18));
     Ok(())
+}
+
+#[test]
+fn items_for_hides_unlabelled_labels() {
+    let split = split_with_labels(vec![4, 5, 6]);
+    let it = kaizen_data::items_for(&split, &[2, 0, 1], |i| i != 0);
+    assert_eq!(
+        it.iter().map(|x| (x.index, x.label)).collect::<Vec<_>>(),
+        vec![(2, 6), (0, -1), (1, 5)]
+    );
 }
 
 #[test]
