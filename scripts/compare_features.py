@@ -13,6 +13,11 @@ and a built binary (cargo build --release -p kaizen-cli). For every width it che
                    strict=True and must reproduce the torch state_dict exactly.
 
 Relative error = max|ours - torch| / max|torch| over all features (reported with the elementwise max abs error).
+With --train-check it also runs two SGD training steps (BatchNorm in training mode, cross-entropy on a linear head,
+momentum 0.9, weight decay 5e-4) in torch and in kaizen (`cargo run --release -p kaizen-models --example train_check`)
+from the same weights and compares the losses, the train-mode features, and every tensor afterwards (parameters and
+running statistics): this checks the fast conv/BN kernels' gradients and the optimiser against PyTorch.
+
 Exits non-zero when any relative error exceeds --tol (default 1e-4).
 The model class follows torchvision's resnet18 names (conv1, bn1, layerN.M.{conv1,bn1,conv2,bn2,downsample.0/1});
 at width 64 it is torchvision's resnet18 with the CIFAR stem (3x3 stride-1 conv1, no max-pool, fc removed).
@@ -74,6 +79,47 @@ def rel_err(ours, ref):
     return diff / max(ref.double().abs().max().item(), 1e-30), diff
 
 
+def train_check(a, w, tmp):
+    """Two torch SGD steps vs the kaizen example; returns the worst relative error."""
+    torch.manual_seed(a.seed + 7 * w)
+    model, head = CifarResNet18(w, 3), nn.Linear(8 * w, 10)
+    x = torch.randn(8, 3, 16, 16)
+    y = torch.arange(8) % 10
+    sd = {f"backbone.{k}": v.clone().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
+    sd.update({f"head.0.{k}": v.clone().contiguous() for k, v in head.state_dict().items()})
+    save_file({**sd, "x": x, "y": y}, os.path.join(tmp, "train_in.safetensors"))
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    ref = {}
+    for step in range(2):
+        feats = model(x)
+        loss = F.cross_entropy(head(feats), y)
+        if step == 0:
+            ref["feats0"] = feats.detach()
+        ref[f"loss{step}"] = loss.detach()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ref.update({f"backbone.{k}": v for k, v in model.state_dict().items() if "num_batches" not in k})
+    ref.update({f"head.0.{k}": v for k, v in head.state_dict().items()})
+    out = os.path.join(tmp, "train_out.safetensors")
+    run(["cargo", "run", "-q", "--release", "-p", "kaizen-models", "--example", "train_check", "--",
+         os.path.join(tmp, "train_in.safetensors"), out, str(w)])
+    ours = load_file(out)
+    assert set(ours) == set(ref), sorted(set(ours) ^ set(ref))
+    worst, worst_name = 0.0, ""
+    for k in ref:
+        r, _ = rel_err(ours[k], ref[k])
+        if r > worst:
+            worst, worst_name = r, k
+    # how far the two steps moved the weights, to show the comparison is not trivially satisfied
+    moved, _ = rel_err(ref["backbone.conv1.weight"], sd["backbone.conv1.weight"])
+    print(f"width {w:3d}: train check, losses {ref['loss0'].item():.6f} / {ours['loss0'].item():.6f} (torch / kaizen); "
+          f"worst rel err {worst:.2e} on `{worst_name}` (conv1 moved by {moved:.1e} relative)")
+    return worst
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kaizen", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "kaizen"))
@@ -83,6 +129,7 @@ def main():
     ap.add_argument("--n", type=int, default=8, help="number of images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--train-check", action="store_true", help="also compare two SGD training steps with torch")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(2)
@@ -140,6 +187,8 @@ def main():
             worst = max(worst, r1, r2)
             if not exact:
                 worst = float("inf")
+            if a.train_check:
+                worst = max(worst, train_check(a, w, tmp))
     print(f"worst relative error {worst:.2e} (tolerance {a.tol:.0e}): {'OK' if worst <= a.tol else 'FAIL'}")
     sys.exit(0 if worst <= a.tol else 1)
 
