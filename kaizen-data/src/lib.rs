@@ -32,7 +32,7 @@ pub use dataset::{load_dataset, Dataset, DatasetName, ImageShape, Inspect, Split
 pub use embedded::FASHION_MNIST_LICENSE;
 pub use error::DataError;
 pub use loader::{
-    epoch_key, eval_batch, shuffled_batches, two_view_batch, Batch, Item, Prefetcher,
+    epoch_key, eval_batch, items_for, shuffled_batches, two_view_batch, Batch, Item, Prefetcher,
 };
 pub use replay::{ReplayMemory, ReplaySize};
 pub use stream::{labelled_mask, ClassOrder, StreamDescription, TaskStream};
