@@ -504,3 +504,45 @@ fn losses_also_run_in_f64() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn info_nce_queue_matches_a_host_loop_even_with_sharp_temperatures() -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for case in 0..12 {
+        let (n, d, k) = (1 + case % 5, 2 + case % 6, 1 + 3 * case);
+        let t = [0.01, 0.07, 0.2, 1.0][case % 4];
+        let (q, key, queue) = (
+            randn(&mut rng, n, d)?,
+            randn(&mut rng, n, d)?,
+            randn(&mut rng, k, d)?,
+        );
+        let got = scalar(&loss::info_nce_queue(&q, &key, &queue, t)?)?;
+        let unit = |t: &Tensor| -> Result<Vec<Vec<f64>>> {
+            Ok(t.to_dtype(DType::F64)?
+                .to_vec2::<f64>()?
+                .into_iter()
+                .map(|r| {
+                    let norm = r.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+                    r.into_iter().map(|x| x / norm).collect()
+                })
+                .collect())
+        };
+        let (q, key, queue) = (unit(&q)?, unit(&key)?, unit(&queue)?);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / t;
+        let mut total = 0.0;
+        for i in 0..n {
+            let logits: Vec<f64> = std::iter::once(dot(&q[i], &key[i]))
+                .chain(queue.iter().map(|r| dot(&q[i], r)))
+                .collect();
+            let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
+            total += lse - logits[0];
+        }
+        let expected = (total / n as f64) as f32;
+        assert!(
+            got.is_finite() && close(got, expected, 1e-4),
+            "case {case} (t = {t}): {got} vs {expected}"
+        );
+    }
+    Ok(())
+}
