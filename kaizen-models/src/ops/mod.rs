@@ -9,6 +9,7 @@
 mod bn;
 mod conv;
 mod host;
+mod sgd;
 
 pub use host::tune_allocator;
 
@@ -226,4 +227,54 @@ pub fn reference_batch_norm_eval(
     } else {
         Ok(y)
     }
+}
+
+/// Whether [`sgd_momentum_update`] can run on these tensors (fast kernels enabled, f32, CPU).
+/// Optimisers use it when true and their candle-op update otherwise.
+pub fn sgd_fused_available(param: &Tensor) -> bool {
+    fast_path(&[param])
+}
+
+/// Fused in-place SGD-momentum step (torch.optim.SGD semantics), two passes and no allocation:
+/// `d = grad_scale * (grad + weight_decay * param)`, `buf = momentum * buf + d`,
+/// `param = param - lr * buf`. `param` is a parameter's tensor (e.g. `var.as_tensor()`: the update
+/// writes its storage in place, like `Var::set`); `buf` a contiguous f32 tensor of the same shape
+/// that starts at zero (then the first step gives `buf = d`, as torch). LARS passes its trust ratio
+/// as `grad_scale`. Requires [`sgd_fused_available`]; errors on shape mismatch or another device.
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_momentum_update(
+    param: &Tensor,
+    grad: &Tensor,
+    buf: &Tensor,
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
+    grad_scale: f64,
+) -> Result<()> {
+    if !fast_path(&[param, grad, buf]) {
+        candle_core::bail!(
+            "sgd_momentum_update: needs f32 CPU tensors with the fast kernels enabled"
+        )
+    }
+    if param.dims() != grad.dims() || param.dims() != buf.dims() {
+        candle_core::bail!(
+            "sgd_momentum_update: param {:?}, grad {:?}, buf {:?} must have one shape",
+            param.dims(),
+            grad.dims(),
+            buf.dims()
+        )
+    }
+    if !param.is_contiguous() || !buf.is_contiguous() {
+        candle_core::bail!(
+            "sgd_momentum_update: param and buf must be contiguous (they are written in place)"
+        )
+    }
+    let grad = grad.contiguous()?;
+    let op = sgd::MomentumOp {
+        momentum: momentum as f32,
+        weight_decay: weight_decay as f32,
+        scale: grad_scale as f32,
+    };
+    buf.inplace_op3(&grad, param, &op)?;
+    param.inplace_op2(buf, &sgd::ApplyOp { lr: lr as f32 })
 }
