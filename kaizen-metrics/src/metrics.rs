@@ -69,8 +69,8 @@ pub fn forward_transfer(r: &AccuracyMatrix, baseline: &[f64]) -> Option<f64> {
         return None;
     }
     let mut diffs = Vec::with_capacity(t.saturating_sub(1));
-    for j in 1..t {
-        diffs.push(r.get(j - 1, j)? - baseline[j]);
+    for (j, b) in baseline.iter().enumerate().skip(1) {
+        diffs.push(r.get(j - 1, j)? - b);
     }
     mean(&diffs)
 }

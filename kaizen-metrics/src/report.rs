@@ -158,6 +158,7 @@ fn cell(s: &str) -> String {
 pub fn write_run_report(dir: &Path, input: &ReportInput) -> Result<()> {
     check_names(input.protocols.iter().map(|p| p.name.as_str()))?;
     std::fs::create_dir_all(dir).map_err(|e| MetricsError::io(dir, e))?;
+    #[cfg_attr(not(feature = "plots"), allow(unused_mut))]
     let mut plot_files: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for p in &input.protocols {
         write_csv(&dir.join(format!("acc_matrix_{}.csv", p.name)), &p.matrix)?;

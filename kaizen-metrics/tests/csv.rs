@@ -19,22 +19,49 @@ fn not_a_number_names_line_and_column() {
     // Line 3 because the comment line counts.
     let e = parse_matrix_csv("# c\n0.9,0.1\n0.7,abc\n", "R.csv").unwrap_err();
     match &e {
-        MetricsError::NotANumber { file, line, column, field } => {
-            assert_eq!((file.as_str(), *line, *column, field.as_str()), ("R.csv", 3, 2, "abc"));
+        MetricsError::NotANumber {
+            file,
+            line,
+            column,
+            field,
+        } => {
+            assert_eq!(
+                (file.as_str(), *line, *column, field.as_str()),
+                ("R.csv", 3, 2, "abc")
+            );
         }
         other => panic!("wrong error {other:?}"),
     }
     assert!(e.to_string().starts_with("R.csv:3:2:"), "{e}");
     // NaN and infinity are not accepted as numbers either.
-    assert!(matches!(parse_matrix_csv("nan\n", "R.csv"), Err(MetricsError::NotANumber { line: 1, column: 1, .. })));
-    assert!(matches!(parse_matrix_csv("inf\n", "R.csv"), Err(MetricsError::NotANumber { .. })));
+    assert!(matches!(
+        parse_matrix_csv("nan\n", "R.csv"),
+        Err(MetricsError::NotANumber {
+            line: 1,
+            column: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        parse_matrix_csv("inf\n", "R.csv"),
+        Err(MetricsError::NotANumber { .. })
+    ));
 }
 
 #[test]
 fn ragged_row() {
     let e = parse_matrix_csv("0.9,0.1,0.1\n\n0.7,0.8\n0.1,0.1,0.1\n", "R.csv").unwrap_err();
     assert!(
-        matches!(e, MetricsError::RaggedRow { line: 3, first_line: 1, expected: 3, found: 2, .. }),
+        matches!(
+            e,
+            MetricsError::RaggedRow {
+                line: 3,
+                first_line: 1,
+                expected: 3,
+                found: 2,
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.to_string().contains("R.csv:3"), "{e}");
@@ -43,40 +70,120 @@ fn ragged_row() {
 #[test]
 fn non_square() {
     let e = parse_matrix_csv("0.9,0.1,0.1\n0.7,0.8,0.1\n", "R.csv").unwrap_err();
-    assert!(matches!(e, MetricsError::NotSquare { rows: 2, cols: 3, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::NotSquare {
+                rows: 2,
+                cols: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn empty_files() {
-    assert!(matches!(parse_matrix_csv("", "R.csv"), Err(MetricsError::Empty { .. })));
+    assert!(matches!(
+        parse_matrix_csv("", "R.csv"),
+        Err(MetricsError::Empty { .. })
+    ));
     let e = parse_matrix_csv("# only a comment\n\n   \n", "R.csv").unwrap_err();
-    assert!(matches!(&e, MetricsError::Empty { file } if file == "R.csv"), "{e:?}");
-    assert!(matches!(parse_vector_csv("#x\n", "b.csv", None), Err(MetricsError::Empty { .. })));
+    assert!(
+        matches!(&e, MetricsError::Empty { file } if file == "R.csv"),
+        "{e:?}"
+    );
+    assert!(matches!(
+        parse_vector_csv("#x\n", "b.csv", None),
+        Err(MetricsError::Empty { .. })
+    ));
 }
 
 #[test]
 fn percentages_get_a_hint_other_out_of_range_values_do_not() {
     let e = parse_matrix_csv("90,10\n80,85\n", "R.csv").unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { line: 1, column: 1, looks_like_percent: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                line: 1,
+                column: 1,
+                looks_like_percent: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.to_string(), "R.csv:1:1: value 90 is outside [0, 1] (the values look like percentages: divide them by 100)");
     let e = parse_matrix_csv("0.9,0.1\n0.8,150\n", "R.csv").unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { line: 2, column: 2, looks_like_percent: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                line: 2,
+                column: 2,
+                looks_like_percent: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(!e.to_string().contains("percent"));
     let e = parse_matrix_csv("0.9,0.1\n-0.2,0.5\n", "R.csv").unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { line: 2, column: 1, looks_like_percent: false, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                line: 2,
+                column: 1,
+                looks_like_percent: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn vectors() {
-    assert_eq!(parse_vector_csv("# b\n0.1, 0.2,0.3\n", "b.csv", Some(3)).unwrap(), vec![0.1, 0.2, 0.3]);
+    assert_eq!(
+        parse_vector_csv("# b\n0.1, 0.2,0.3\n", "b.csv", Some(3)).unwrap(),
+        vec![0.1, 0.2, 0.3]
+    );
     let e = parse_vector_csv("0.1,0.2\n", "b.csv", Some(3)).unwrap_err();
-    assert!(matches!(e, MetricsError::LengthMismatch { expected: 3, found: 2, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::LengthMismatch {
+                expected: 3,
+                found: 2,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("b.csv"), "{e}");
-    assert!(matches!(parse_vector_csv("0.1,0.2\n0.3,0.4\n", "b.csv", None), Err(MetricsError::ExtraLine { line: 2, .. })));
+    assert!(matches!(
+        parse_vector_csv("0.1,0.2\n0.3,0.4\n", "b.csv", None),
+        Err(MetricsError::ExtraLine { line: 2, .. })
+    ));
     // No missing values in a vector.
-    assert!(matches!(parse_vector_csv("0.1,NA\n", "b.csv", None), Err(MetricsError::NotANumber { column: 2, .. })));
+    assert!(matches!(
+        parse_vector_csv("0.1,NA\n", "b.csv", None),
+        Err(MetricsError::NotANumber { column: 2, .. })
+    ));
     let e = parse_vector_csv("10,20\n", "a.csv", Some(2)).unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { looks_like_percent: true, .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                looks_like_percent: true,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -21,9 +21,26 @@ fn per_task_accuracy_by_hand() {
     assert!((acc[1].unwrap() - 2.0 / 3.0).abs() < 1e-12);
     assert_eq!(acc[2], None);
     // errors
-    assert!(matches!(per_task_accuracy(&preds[..2], &labels, &task_of_class, 3), Err(MetricsError::LengthMismatch { .. })));
-    assert!(matches!(per_task_accuracy(&[9], &[9], &task_of_class, 3), Err(MetricsError::BadIndex { index: 9, bound: 6, .. })));
-    assert!(matches!(per_task_accuracy(&[4], &[4], &task_of_class, 2), Err(MetricsError::BadIndex { index: 2, bound: 2, .. })));
+    assert!(matches!(
+        per_task_accuracy(&preds[..2], &labels, &task_of_class, 3),
+        Err(MetricsError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        per_task_accuracy(&[9], &[9], &task_of_class, 3),
+        Err(MetricsError::BadIndex {
+            index: 9,
+            bound: 6,
+            ..
+        })
+    ));
+    assert!(matches!(
+        per_task_accuracy(&[4], &[4], &task_of_class, 2),
+        Err(MetricsError::BadIndex {
+            index: 2,
+            bound: 2,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -44,7 +61,10 @@ fn classifier_all_classes_and_seen_classes() {
     assert_eq!(argmax_predictions(&logits, None).unwrap(), vec![2, 3, 2, 0]);
     let mask = seen_class_mask(&task_of_class, 1);
     assert_eq!(mask, vec![true, true, false, false]);
-    assert_eq!(argmax_predictions(&logits, Some(&mask)).unwrap(), vec![1, 0, 0, 0]);
+    assert_eq!(
+        argmax_predictions(&logits, Some(&mask)).unwrap(),
+        vec![1, 0, 0, 0]
+    );
 
     let labels = [1u16, 0, 2, 3];
     // all classes: preds [2,3,2,0] vs labels [1,0,2,3]: task 0 (images 0,1) 0/2; task 1 (images 2,3) 1/2
@@ -55,10 +75,19 @@ fn classifier_all_classes_and_seen_classes() {
     assert_eq!(seen, vec![Some(1.0), Some(0.0)]);
 
     // errors: wrong mask length, empty mask, wrong rank, label count
-    assert!(matches!(argmax_predictions(&logits, Some(&[true])), Err(MetricsError::LengthMismatch { .. })));
-    assert!(matches!(argmax_predictions(&logits, Some(&[false; 4])), Err(MetricsError::BadConfig { .. })));
+    assert!(matches!(
+        argmax_predictions(&logits, Some(&[true])),
+        Err(MetricsError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        argmax_predictions(&logits, Some(&[false; 4])),
+        Err(MetricsError::BadConfig { .. })
+    ));
     let flat = logits.flatten_all().unwrap();
-    assert!(matches!(argmax_predictions(&flat, None), Err(MetricsError::BadTensor { .. })));
+    assert!(matches!(
+        argmax_predictions(&flat, None),
+        Err(MetricsError::BadTensor { .. })
+    ));
     assert!(matches!(
         classifier_task_accuracy(&logits, &labels[..3], &task_of_class, 2, None),
         Err(MetricsError::LengthMismatch { .. })
@@ -75,14 +104,33 @@ fn knn_weighted_vote_beats_majority() {
     let s60 = (1.0f32 - 0.25).sqrt();
     let bank = t2(&[[s, 0.02], [c60, s60], [c60, -s60]]);
     let query = t2(&[[1.0, 0.0]]);
-    let cfg = KnnConfig { k: 3, ..KnnConfig::default() };
-    assert_eq!(knn_predict(&bank, &[0, 1, 1], &query, 2, &cfg).unwrap(), vec![0]);
+    let cfg = KnnConfig {
+        k: 3,
+        ..KnnConfig::default()
+    };
+    assert_eq!(
+        knn_predict(&bank, &[0, 1, 1], &query, 2, &cfg).unwrap(),
+        vec![0]
+    );
     // With a huge temperature the weights are ~equal and the majority wins.
-    let flat = KnnConfig { k: 3, temperature: 1e6, ..KnnConfig::default() };
-    assert_eq!(knn_predict(&bank, &[0, 1, 1], &query, 2, &flat).unwrap(), vec![1]);
+    let flat = KnnConfig {
+        k: 3,
+        temperature: 1e6,
+        ..KnnConfig::default()
+    };
+    assert_eq!(
+        knn_predict(&bank, &[0, 1, 1], &query, 2, &flat).unwrap(),
+        vec![1]
+    );
     // k = 1 takes the nearest only.
-    let one = KnnConfig { k: 1, ..KnnConfig::default() };
-    assert_eq!(knn_predict(&bank, &[1, 0, 0], &query, 2, &one).unwrap(), vec![1]);
+    let one = KnnConfig {
+        k: 1,
+        ..KnnConfig::default()
+    };
+    assert_eq!(
+        knn_predict(&bank, &[1, 0, 0], &query, 2, &one).unwrap(),
+        vec![1]
+    );
 }
 
 /// Two well separated clusters in 2-D (class 0 around angle 0, class 1 around angle 90 degrees), scaled
@@ -109,11 +157,23 @@ fn knn_separable_toy_set_and_chunking() {
     let preds = knn_predict(&bank, &bank_labels, &test, 2, &cfg).unwrap();
     assert_eq!(preds, test_labels);
     // One test row per chunk gives the same answer.
-    let tiny = KnnConfig { max_distance_matrix_size: 1, ..KnnConfig::default() };
-    assert_eq!(knn_predict(&bank, &bank_labels, &test, 2, &tiny).unwrap(), preds);
+    let tiny = KnnConfig {
+        max_distance_matrix_size: 1,
+        ..KnnConfig::default()
+    };
+    assert_eq!(
+        knn_predict(&bank, &bank_labels, &test, 2, &tiny).unwrap(),
+        preds
+    );
     // k larger than the bank uses the whole bank.
-    let big = KnnConfig { k: 1000, ..KnnConfig::default() };
-    assert_eq!(knn_predict(&bank, &bank_labels, &test, 2, &big).unwrap(), preds);
+    let big = KnnConfig {
+        k: 1000,
+        ..KnnConfig::default()
+    };
+    assert_eq!(
+        knn_predict(&bank, &bank_labels, &test, 2, &big).unwrap(),
+        preds
+    );
 }
 
 #[test]
@@ -121,13 +181,31 @@ fn knn_errors() {
     let (bank, labels) = clusters(3, 0.0);
     let cfg = KnnConfig::default();
     let q3 = Tensor::zeros((1, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert!(matches!(knn_predict(&bank, &labels, &q3, 2, &cfg), Err(MetricsError::BadTensor { .. })));
-    assert!(matches!(knn_predict(&bank, &labels[..2], &bank, 2, &cfg), Err(MetricsError::LengthMismatch { .. })));
-    assert!(matches!(knn_predict(&bank, &labels, &bank, 1, &cfg), Err(MetricsError::BadIndex { .. })));
-    let bad = KnnConfig { k: 0, ..KnnConfig::default() };
-    assert!(matches!(knn_predict(&bank, &labels, &bank, 2, &bad), Err(MetricsError::BadConfig { .. })));
+    assert!(matches!(
+        knn_predict(&bank, &labels, &q3, 2, &cfg),
+        Err(MetricsError::BadTensor { .. })
+    ));
+    assert!(matches!(
+        knn_predict(&bank, &labels[..2], &bank, 2, &cfg),
+        Err(MetricsError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        knn_predict(&bank, &labels, &bank, 1, &cfg),
+        Err(MetricsError::BadIndex { .. })
+    ));
+    let bad = KnnConfig {
+        k: 0,
+        ..KnnConfig::default()
+    };
+    assert!(matches!(
+        knn_predict(&bank, &labels, &bank, 2, &bad),
+        Err(MetricsError::BadConfig { .. })
+    ));
     let empty = Tensor::zeros((0, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-    assert!(matches!(knn_predict(&empty, &[], &bank, 2, &cfg), Err(MetricsError::BadTensor { .. })));
+    assert!(matches!(
+        knn_predict(&empty, &[], &bank, 2, &cfg),
+        Err(MetricsError::BadTensor { .. })
+    ));
 }
 
 /// Three classes in 4-D, linearly separable: class c has feature c large (offset 3), plus a shared nuisance
@@ -144,14 +222,21 @@ fn probe_data(n_per_class: usize, phase: f32) -> (Tensor, Vec<u16>) {
             labels.push(c);
         }
     }
-    (Tensor::from_vec(flat, (labels.len(), 4), &Device::Cpu).unwrap(), labels)
+    (
+        Tensor::from_vec(flat, (labels.len(), 4), &Device::Cpu).unwrap(),
+        labels,
+    )
 }
 
 #[test]
 fn linear_probe_separable_and_deterministic() {
     let (x, y) = probe_data(20, 0.0);
     let (xt, yt) = probe_data(10, 1.3);
-    let cfg = LinearProbeConfig { epochs: 20, batch_size: 16, ..LinearProbeConfig::default() };
+    let cfg = LinearProbeConfig {
+        epochs: 20,
+        batch_size: 16,
+        ..LinearProbeConfig::default()
+    };
     let probe = LinearProbe::train(&x, &y, 3, &cfg).unwrap();
     assert_eq!(probe.predict(&xt).unwrap(), yt);
     assert_eq!(probe.weight.dims(), &[3, 4]);
@@ -161,11 +246,23 @@ fn linear_probe_separable_and_deterministic() {
     let w2: Vec<f32> = again.weight.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(w1, w2);
     // Errors: bad config, label out of range, wrong feature width at prediction time.
-    let bad = LinearProbeConfig { lr: 0.0, ..cfg.clone() };
-    assert!(matches!(LinearProbe::train(&x, &y, 3, &bad), Err(MetricsError::BadConfig { .. })));
-    assert!(matches!(LinearProbe::train(&x, &y, 2, &cfg), Err(MetricsError::BadIndex { .. })));
+    let bad = LinearProbeConfig {
+        lr: 0.0,
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        LinearProbe::train(&x, &y, 3, &bad),
+        Err(MetricsError::BadConfig { .. })
+    ));
+    assert!(matches!(
+        LinearProbe::train(&x, &y, 2, &cfg),
+        Err(MetricsError::BadIndex { .. })
+    ));
     let narrow = x.narrow(1, 0, 3).unwrap();
-    assert!(matches!(probe.predict(&narrow), Err(MetricsError::BadTensor { .. })));
+    assert!(matches!(
+        probe.predict(&narrow),
+        Err(MetricsError::BadTensor { .. })
+    ));
 }
 
 #[test]
@@ -195,9 +292,19 @@ fn eval_rows_use_only_seen_tasks() {
     let knn = KnnConfig::default();
     assert_eq!(data.knn_row(1, &knn).unwrap(), vec![Some(1.0), Some(0.0)]);
     assert_eq!(data.knn_row(2, &knn).unwrap(), vec![Some(1.0), Some(1.0)]);
-    let lin = LinearProbeConfig { epochs: 10, batch_size: 8, ..LinearProbeConfig::default() };
-    assert_eq!(data.linear_probe_row(1, &lin).unwrap(), vec![Some(1.0), Some(0.0)]);
-    assert_eq!(data.linear_probe_row(2, &lin).unwrap(), vec![Some(1.0), Some(1.0)]);
+    let lin = LinearProbeConfig {
+        epochs: 10,
+        batch_size: 8,
+        ..LinearProbeConfig::default()
+    };
+    assert_eq!(
+        data.linear_probe_row(1, &lin).unwrap(),
+        vec![Some(1.0), Some(0.0)]
+    );
+    assert_eq!(
+        data.linear_probe_row(2, &lin).unwrap(),
+        vec![Some(1.0), Some(1.0)]
+    );
     // Rows feed an accuracy matrix directly.
     let mut r = AccuracyMatrix::new(2).unwrap();
     r.set_row(0, &data.knn_row(1, &knn).unwrap()).unwrap();

@@ -14,7 +14,12 @@ fn close_vec(a: &[f64], b: &[f64]) -> bool {
 
 /// M1, T = 3, every cell present.
 fn m1() -> AccuracyMatrix {
-    AccuracyMatrix::from_full(&[vec![0.9, 0.1, 0.05], vec![0.7, 0.8, 0.1], vec![0.6, 0.7, 0.85]]).unwrap()
+    AccuracyMatrix::from_full(&[
+        vec![0.9, 0.1, 0.05],
+        vec![0.7, 0.8, 0.1],
+        vec![0.6, 0.7, 0.85],
+    ])
+    .unwrap()
 }
 
 #[test]
@@ -23,7 +28,10 @@ fn m1_all_metrics() {
     // final = (0.6 + 0.7 + 0.85) / 3 = 2.15 / 3
     assert!(close(final_accuracy(&r), 2.15 / 3.0));
     // A_0 = 0.9; A_1 = (0.7 + 0.8) / 2 = 0.75; A_2 = 2.15 / 3; AIA = (0.9 + 0.75 + 2.15/3) / 3
-    assert!(close(average_incremental_accuracy(&r), (0.9 + 0.75 + 2.15 / 3.0) / 3.0));
+    assert!(close(
+        average_incremental_accuracy(&r),
+        (0.9 + 0.75 + 2.15 / 3.0) / 3.0
+    ));
     // f_0 = max(R00, R10) - R20 = max(0.9, 0.7) - 0.6 = 0.3; f_1 = max(R11) - R21 = 0.8 - 0.7 = 0.1
     assert!(close_vec(&per_task_forgetting(&r).unwrap(), &[0.3, 0.1]));
     // forgetting = (0.3 + 0.1) / 2 = 0.2
@@ -58,7 +66,10 @@ fn m2_all_metrics() {
     assert!(close(average_incremental_accuracy(&r), 0.59375));
     // f_0 = max(0.5, 0.7, 0.4) - 0.3 = 0.4; f_1 = max(0.6, 0.9) - 0.5 = 0.4; f_2 = 0.8 - 0.6 = 0.2
     // (a "first minus last" definition would give f_0 = 0.2, f_1 = 0.1: this pins the max over earlier steps)
-    assert!(close_vec(&per_task_forgetting(&r).unwrap(), &[0.4, 0.4, 0.2]));
+    assert!(close_vec(
+        &per_task_forgetting(&r).unwrap(),
+        &[0.4, 0.4, 0.2]
+    ));
     // forgetting = 1.0 / 3
     assert!(close(forgetting(&r), 1.0 / 3.0));
     // BWT = ((0.3-0.5) + (0.5-0.6) + (0.6-0.8)) / 3 = -0.5 / 3 (the last task is excluded)
@@ -74,7 +85,8 @@ fn m2_all_metrics() {
 /// M3, T = 2, upper triangle not evaluated.
 #[test]
 fn m3_missing_upper_triangle() {
-    let r = AccuracyMatrix::from_rows(vec![vec![Some(0.8), None], vec![Some(0.6), Some(0.9)]]).unwrap();
+    let r =
+        AccuracyMatrix::from_rows(vec![vec![Some(0.8), None], vec![Some(0.6), Some(0.9)]]).unwrap();
     // final = (0.6 + 0.9) / 2 = 0.75
     assert!(close(final_accuracy(&r), 0.75));
     // A_0 = 0.8, A_1 = 0.75 -> AIA = 0.775
@@ -163,35 +175,94 @@ fn metric_functions_reject_wrong_vector_lengths_with_none() {
 fn summarize_errors() {
     // A missing lower-triangle cell names the cell.
     let r = AccuracyMatrix::from_rows(vec![vec![Some(0.8), None], vec![None, Some(0.9)]]).unwrap();
-    assert!(matches!(summarize(&r, None, None), Err(MetricsError::MissingCell { row: 1, col: 0 })));
+    assert!(matches!(
+        summarize(&r, None, None),
+        Err(MetricsError::MissingCell { row: 1, col: 0 })
+    ));
     // Baseline / joint of the wrong length.
     assert!(matches!(
         summarize(&m1(), Some(&[0.1, 0.1]), None),
-        Err(MetricsError::LengthMismatch { expected: 3, found: 2, .. })
+        Err(MetricsError::LengthMismatch {
+            expected: 3,
+            found: 2,
+            ..
+        })
     ));
-    assert!(matches!(summarize(&m1(), None, Some(&[0.1; 4])), Err(MetricsError::LengthMismatch { expected: 3, found: 4, .. })));
+    assert!(matches!(
+        summarize(&m1(), None, Some(&[0.1; 4])),
+        Err(MetricsError::LengthMismatch {
+            expected: 3,
+            found: 4,
+            ..
+        })
+    ));
     // Joint accuracies in percent: out of range, with the percent hint.
     let e = summarize(&m1(), None, Some(&[95.0, 90.0, 90.0])).unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { column: 1, looks_like_percent: true, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                column: 1,
+                looks_like_percent: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("divide them by 100"), "{e}");
 }
 
 #[test]
 fn matrix_construction_errors() {
-    assert!(matches!(AccuracyMatrix::from_rows(vec![]), Err(MetricsError::Empty { .. })));
-    assert!(matches!(AccuracyMatrix::new(0), Err(MetricsError::Empty { .. })));
+    assert!(matches!(
+        AccuracyMatrix::from_rows(vec![]),
+        Err(MetricsError::Empty { .. })
+    ));
+    assert!(matches!(
+        AccuracyMatrix::new(0),
+        Err(MetricsError::Empty { .. })
+    ));
     assert!(matches!(
         AccuracyMatrix::from_full(&[vec![0.5, 0.5], vec![0.5]]),
-        Err(MetricsError::NotSquare { rows: 2, cols: 1, .. })
+        Err(MetricsError::NotSquare {
+            rows: 2,
+            cols: 1,
+            ..
+        })
     ));
     // Percentages: every value in [0, 100] -> hint.
     let e = AccuracyMatrix::from_full(&[vec![50.0, 0.0], vec![40.0, 60.0]]).unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { line: 1, column: 1, looks_like_percent: true, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                line: 1,
+                column: 1,
+                looks_like_percent: true,
+                ..
+            }
+        ),
+        "{e}"
+    );
     // A negative value is no percentage: no hint.
     let e = AccuracyMatrix::from_full(&[vec![0.5, 0.0], vec![-0.1, 0.6]]).unwrap_err();
-    assert!(matches!(e, MetricsError::OutOfRange { line: 2, column: 1, looks_like_percent: false, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            MetricsError::OutOfRange {
+                line: 2,
+                column: 1,
+                looks_like_percent: false,
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(!e.to_string().contains("divide"));
-    assert!(matches!(AccuracyMatrix::from_full(&[vec![f64::NAN]]), Err(MetricsError::OutOfRange { .. })));
+    assert!(matches!(
+        AccuracyMatrix::from_full(&[vec![f64::NAN]]),
+        Err(MetricsError::OutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -202,13 +273,33 @@ fn matrix_setters_and_leading() {
     r.set(1, 0, Some(0.7)).unwrap();
     r.set(1, 1, Some(0.8)).unwrap();
     assert_eq!(r.completed_rows(), 2);
-    assert!(matches!(r.set(3, 0, Some(0.5)), Err(MetricsError::IndexOutOfRange { row: 3, col: 0, num_tasks: 3 })));
-    assert!(matches!(r.set(0, 0, Some(1.5)), Err(MetricsError::OutOfRange { .. })));
-    assert!(matches!(r.set_row(2, &[Some(0.5)]), Err(MetricsError::LengthMismatch { expected: 3, found: 1, .. })));
+    assert!(matches!(
+        r.set(3, 0, Some(0.5)),
+        Err(MetricsError::IndexOutOfRange {
+            row: 3,
+            col: 0,
+            num_tasks: 3
+        })
+    ));
+    assert!(matches!(
+        r.set(0, 0, Some(1.5)),
+        Err(MetricsError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        r.set_row(2, &[Some(0.5)]),
+        Err(MetricsError::LengthMismatch {
+            expected: 3,
+            found: 1,
+            ..
+        })
+    ));
     // A failed set leaves the cell unchanged.
     assert_eq!(r.get(0, 0), Some(0.9));
     // The whole matrix is incomplete; its leading 2 x 2 part is a valid two-task stream.
-    assert!(matches!(summarize(&r, None, None), Err(MetricsError::MissingCell { row: 2, col: 0 })));
+    assert!(matches!(
+        summarize(&r, None, None),
+        Err(MetricsError::MissingCell { row: 2, col: 0 })
+    ));
     let lead = r.leading(2).unwrap();
     let s = summarize(&lead, Some(&[0.0, 0.05]), None).unwrap();
     // forgetting = 0.9 - 0.7 = 0.2; FWT = R01 - b_1 = 0.1 - 0.05 = 0.05
@@ -220,7 +311,8 @@ fn matrix_setters_and_leading() {
 
 #[test]
 fn matrix_serde_roundtrip_and_validation() {
-    let r = AccuracyMatrix::from_rows(vec![vec![Some(0.8), None], vec![Some(0.6), Some(0.9)]]).unwrap();
+    let r =
+        AccuracyMatrix::from_rows(vec![vec![Some(0.8), None], vec![Some(0.6), Some(0.9)]]).unwrap();
     let json = serde_json::to_string(&r).unwrap();
     assert_eq!(json, r#"{"num_tasks":2,"cells":[[0.8,null],[0.6,0.9]]}"#);
     let back: AccuracyMatrix = serde_json::from_str(&json).unwrap();

@@ -3,8 +3,12 @@
 use kaizen_metrics::*;
 
 fn input() -> ReportInput {
-    let classifier =
-        AccuracyMatrix::from_full(&[vec![0.9, 0.0, 0.0], vec![0.7, 0.8, 0.0], vec![0.6, 0.7, 0.85]]).unwrap();
+    let classifier = AccuracyMatrix::from_full(&[
+        vec![0.9, 0.0, 0.0],
+        vec![0.7, 0.8, 0.0],
+        vec![0.6, 0.7, 0.85],
+    ])
+    .unwrap();
     let knn = AccuracyMatrix::from_rows(vec![
         vec![Some(0.8), None, None],
         vec![Some(0.75), Some(0.7), None],
@@ -62,7 +66,10 @@ fn run_report_files_csv_roundtrip_and_markdown() {
     // classifier FWT = ((R01 - b1) + (R12 - b2)) / 2 = ((0 - 0) + (0 - 0)) / 2 = 0.
     assert!(md.contains("| forward_transfer | 0.00 | n/a |"), "{md}");
     // Matrix rows side by side with two decimals; the knn upper triangle is n/a.
-    assert!(md.contains("| 0 | 90.00 | 0.00 | 0.00 | | 80.00 | n/a | n/a |"), "{md}");
+    assert!(
+        md.contains("| 0 | 90.00 | 0.00 | 0.00 | | 80.00 | n/a | n/a |"),
+        "{md}"
+    );
     assert!(md.contains("```toml\n[train]\nepochs = 1\n```"));
 }
 
@@ -72,7 +79,8 @@ fn summary_json_has_protocols_and_keys() {
     let path = dir.path().join("summary.json");
     let inp = input();
     write_summary_json(&path, &inp.protocols).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let protocols = v["protocols"].as_object().unwrap();
     assert_eq!(protocols.keys().collect::<Vec<_>>(), ["classifier", "knn"]);
     for s in protocols.values() {
@@ -83,7 +91,10 @@ fn summary_json_has_protocols_and_keys() {
     }
     assert!(v["protocols"]["knn"]["forward_transfer"].is_null());
     // classifier FWT with b = [0.1, 0, 0]: ((R01 - b1) + (R12 - b2)) / 2 = ((0 - 0) + (0 - 0)) / 2 = 0 (b_0 unused)
-    assert_eq!(v["protocols"]["classifier"]["forward_transfer"].as_f64(), Some(0.0));
+    assert_eq!(
+        v["protocols"]["classifier"]["forward_transfer"].as_f64(),
+        Some(0.0)
+    );
     // Exact round trip (serde_json's float_roundtrip feature is on).
     let back = SummaryFile::read(&path).unwrap();
     assert_eq!(back, SummaryFile::from_protocols(&inp.protocols));
@@ -94,14 +105,25 @@ fn comparison_files() {
     let dir = tempfile::tempdir().unwrap();
     let inp = input();
     let a = SummaryFile::from_protocols(&inp.protocols);
-    let worse = AccuracyMatrix::from_full(&[vec![0.5, 0.0, 0.0], vec![0.2, 0.6, 0.0], vec![0.1, 0.2, 0.7]]).unwrap();
-    let b = SummaryFile::from_protocols(&[ProtocolResult::new("classifier", worse, None, None).unwrap()]);
+    let worse = AccuracyMatrix::from_full(&[
+        vec![0.5, 0.0, 0.0],
+        vec![0.2, 0.6, 0.0],
+        vec![0.1, 0.2, 0.7],
+    ])
+    .unwrap();
+    let b = SummaryFile::from_protocols(&[
+        ProtocolResult::new("classifier", worse, None, None).unwrap()
+    ]);
     write_comparison(dir.path(), &[("kaizen".into(), a), ("finetune".into(), b)]).unwrap();
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("comparison.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("comparison.json")).unwrap())
+            .unwrap();
     assert_eq!(v["strategies"], serde_json::json!(["kaizen", "finetune"]));
     assert!(v["protocols"]["classifier"]["finetune"]["final_accuracy"].is_number());
-    assert!(v["protocols"]["knn"]["finetune"].is_null(), "finetune has no knn protocol");
+    assert!(
+        v["protocols"]["knn"]["finetune"].is_null(),
+        "finetune has no knn protocol"
+    );
     let md = std::fs::read_to_string(dir.path().join("comparison.md")).unwrap();
     // kaizen final = 71.67 beats finetune (0.1+0.2+0.7)/3 = 33.33; finetune forgetting ((0.5-0.1)+(0.6-0.2))/2 = 40.00
     // is worse than kaizen's ((0.9-0.6)+(0.8-0.7))/2 = 20.00, which is bold (lower is better).
@@ -109,7 +131,13 @@ fn comparison_files() {
     assert!(md.contains("| finetune | 33.33 |"), "{md}");
     assert!(md.contains("**20.00**") && md.contains(" 40.00 |"), "{md}");
     // Duplicate strategy names are refused.
-    let e = write_comparison(dir.path(), &[("x".into(), SummaryFile::default()), ("x".into(), SummaryFile::default())]);
+    let e = write_comparison(
+        dir.path(),
+        &[
+            ("x".into(), SummaryFile::default()),
+            ("x".into(), SummaryFile::default()),
+        ],
+    );
     assert!(matches!(e, Err(MetricsError::BadName { .. })));
 }
 
@@ -117,9 +145,15 @@ fn comparison_files() {
 fn bad_protocol_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let m = AccuracyMatrix::from_full(&[vec![0.5]]).unwrap();
-    assert!(matches!(ProtocolResult::new("../evil", m.clone(), None, None), Err(MetricsError::BadName { .. })));
+    assert!(matches!(
+        ProtocolResult::new("../evil", m.clone(), None, None),
+        Err(MetricsError::BadName { .. })
+    ));
     let mut inp = input();
     inp.protocols.push(inp.protocols[0].clone());
-    assert!(matches!(write_run_report(dir.path(), &inp), Err(MetricsError::BadName { .. })));
+    assert!(matches!(
+        write_run_report(dir.path(), &inp),
+        Err(MetricsError::BadName { .. })
+    ));
     assert!(!dir.path().join("report.md").exists());
 }
