@@ -1,14 +1,321 @@
-//! `kaizen run` and `kaizen resume` (the trainer, issue 6).
+//! `kaizen run` and `kaizen resume`: resolve the config, build the run directory, train, report.
+
+use crate::config::{preset_text, Resolver, PRESETS};
+use crate::progress::Progress;
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use kaizen_core::config::{ExperimentConfig, StrategyKind};
+use kaizen_core::train::{self, RunOptions, RunStatus};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
-#[derive(Args)]
-pub struct RunArgs {}
-#[derive(Args)]
-pub struct ResumeArgs {}
-
-pub fn run(_a: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("training is not built yet (issue 6)")
+/// Arguments of `kaizen run`.
+#[derive(Args, Debug)]
+#[command(after_help = preset_help())]
+pub struct RunArgs {
+    /// Built-in preset the run starts from (see the list below).
+    #[arg(long, default_value = "mini")]
+    pub preset: String,
+    /// TOML file merged over the preset (same keys as the run's config.toml).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// Override one config key, e.g. `--set method=simclr --set loss.classifier_distill=0`. Repeatable; applied last.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run directory (default: runs/<preset>-<strategy or compare>-<seed>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The one seed (class order, labels, replay, augmentation, initialisation, batch order).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Strategy: kaizen, cassle, finetune, joint or random (same as --set strategy=...).
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Run several strategies on the same stream and seed, e.g. `kaizen,cassle,finetune`; each goes to
+    /// DIR/<strategy>/ and DIR/comparison.md + comparison.json put their summaries side by side.
+    #[arg(long, value_delimiter = ',', value_name = "S1,S2,...")]
+    pub compare: Vec<String>,
+    /// Dataset (fashion-mnist-mini, fashion-mnist, mnist, cifar10, cifar100, image-folder).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Folder with the dataset's files (not needed for fashion-mnist-mini).
+    #[arg(long, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// Keep the first N training images of each class (deterministic cap for quick experiments).
+    #[arg(long, value_name = "N")]
+    pub train_per_class: Option<usize>,
+    /// Keep the first M test images of each class.
+    #[arg(long, value_name = "M")]
+    pub test_per_class: Option<usize>,
+    /// Device: cpu, or cuda[:N] (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bars; one line per task and the final summary only.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the resolved configuration (TOML) and exit without training.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Write every N-th step to metrics.jsonl (epochs and evaluations are always written).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub log_every: usize,
+    /// Testing aid: stop (as on Ctrl-C, with a checkpoint) after this many optimiser steps.
+    #[arg(long, hide = true)]
+    pub stop_after_steps: Option<u64>,
 }
-pub fn resume(_a: ResumeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("resume is not built yet (issue 6)")
+
+/// Arguments of `kaizen resume`.
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The run directory to continue (the one `kaizen run --out` wrote).
+    pub dir: PathBuf,
+    /// Device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write every N-th step to metrics.jsonl.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub log_every: usize,
+    /// Testing aid: stop again after this many optimiser steps of the run.
+    #[arg(long, hide = true)]
+    pub stop_after_steps: Option<u64>,
+}
+
+fn preset_help() -> String {
+    let mut s = String::from("Presets:\n");
+    for (name, desc, _) in PRESETS {
+        s.push_str(&format!("  {name:<15} {desc}\n"));
+    }
+    s.push_str(
+        "\nEvery config key can be set with --set; `kaizen run --print-config` shows them all with their values.",
+    );
+    s
+}
+
+fn resolve(a: &RunArgs) -> Result<ExperimentConfig> {
+    let mut r = Resolver::new()?;
+    r.merge_toml(preset_text(&a.preset)?, &format!("preset `{}`", a.preset))?;
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --config {}", path.display()))?;
+        r.merge_toml(&text, &path.display().to_string())?;
+    }
+    if let Some(s) = a.seed {
+        r.set(&format!("seed={s}"), "--seed")?;
+    }
+    if let Some(s) = &a.strategy {
+        s.parse::<StrategyKind>().map_err(anyhow::Error::msg)?;
+        r.set(&format!("strategy=\"{s}\""), "--strategy")?;
+    }
+    if let Some(d) = &a.dataset {
+        d.parse::<kaizen_data::DatasetName>().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
+        r.set(&format!("data.dataset=\"{d}\""), "--dataset")?;
+        if a.data_root.is_none() {
+            r.set("data.data_root=\"\"", "--dataset")?;
+        }
+    }
+    if let Some(p) = &a.data_root {
+        let s = p.to_str().context("--data-root must be valid UTF-8")?;
+        r.set(&format!("data.data_root={}", toml::Value::String(s.to_string())), "--data-root")?;
+    }
+    if let Some(n) = a.train_per_class {
+        r.set(&format!("data.train_per_class={n}"), "--train-per-class")?;
+    }
+    if let Some(n) = a.test_per_class {
+        r.set(&format!("data.test_per_class={n}"), "--test-per-class")?;
+    }
+    for s in &a.set {
+        r.set(s, "--set")?;
+    }
+    r.finish()
+}
+
+/// Parse `--device`.
+pub fn device(name: &str) -> Result<candle_core::Device> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        d if d == "cuda" || d.starts_with("cuda:") => {
+            let idx: usize = d.strip_prefix("cuda:").unwrap_or("0").parse().context("--device cuda:N needs a number")?;
+            if !cfg!(feature = "cuda") {
+                bail!("--device {d}: this binary was built without CUDA; rebuild with `cargo build --release -p kaizen-cli --features cuda`");
+            }
+            candle_core::Device::new_cuda(idx).with_context(|| format!("cannot open CUDA device {idx}"))
+        }
+        other => bail!("unknown --device `{other}`; valid: cpu, cuda, cuda:N"),
+    }
+}
+
+fn provenance() -> serde_json::Value {
+    serde_json::json!({
+        "kaizen_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": option_env!("KAIZEN_GIT_REV").unwrap_or("unknown"),
+        "candle_version": "0.11.1",
+        "rustc_target": std::env::consts::ARCH,
+        "os": std::env::consts::OS,
+    })
+}
+
+fn stop_flag() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    // A second Ctrl-C while the checkpoint is written exits at once.
+    ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(flag)
+}
+
+/// `kaizen run`.
+pub fn run(a: RunArgs) -> Result<()> {
+    let cfg = resolve(&a)?;
+    if a.print_config {
+        print!("{}", train::config_toml(&cfg)?);
+        return Ok(());
+    }
+    let dev = device(&a.device)?;
+    let stop = stop_flag()?;
+    let strategies: Vec<StrategyKind> = a
+        .compare
+        .iter()
+        .map(|s| s.trim().parse::<StrategyKind>().map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    let label = if strategies.is_empty() {
+        cfg.strategy.to_string()
+    } else {
+        "compare".to_string()
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, label, cfg.seed)));
+    if strategies.is_empty() {
+        let opts = options(&out, dev, stop, a.log_every, a.stop_after_steps);
+        let started = Instant::now();
+        let mut sink = Progress::new(a.quiet);
+        let status = train::start(cfg, &opts, &mut sink).with_context(|| format!("run in {}", out.display()))?;
+        sink.finish();
+        report_status(&status, &out, started)?;
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &strategies {
+        if !seen.insert(*s) {
+            bail!("--compare lists `{s}` twice");
+        }
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let started = Instant::now();
+    for s in &strategies {
+        let mut c = cfg.clone();
+        c.strategy = *s;
+        let dir = out.join(s.name());
+        let opts = options(&dir, dev.clone(), Arc::clone(&stop), a.log_every, a.stop_after_steps);
+        let mut sink = Progress::new(a.quiet);
+        eprintln!("== {s} -> {}", dir.display());
+        let t0 = Instant::now();
+        let status = train::start(c, &opts, &mut sink).with_context(|| format!("run in {}", dir.display()))?;
+        sink.finish();
+        if let RunStatus::Interrupted { .. } = status {
+            report_status(&status, &dir, t0)?;
+            bail!(
+                "comparison interrupted during `{s}`; resume it with `kaizen resume {}`, then rerun the remaining strategies",
+                dir.display()
+            );
+        }
+        eprintln!("   {s} finished in {:.1} s", t0.elapsed().as_secs_f64());
+    }
+    let names: Vec<String> = strategies.iter().map(|s| s.to_string()).collect();
+    kaizen_core::eval::write_comparison(&out, &names)?;
+    println!(
+        "comparison of {} written to {} and {} ({:.1} s in all)",
+        names.join(", "),
+        out.join("comparison.md").display(),
+        out.join("comparison.json").display(),
+        started.elapsed().as_secs_f64()
+    );
+    print_file(&out.join("comparison.md"))?;
+    Ok(())
+}
+
+/// `kaizen resume`.
+pub fn resume(a: ResumeArgs) -> Result<()> {
+    let dev = device(&a.device)?;
+    let stop = stop_flag()?;
+    let opts = options(&a.dir, dev, stop, a.log_every, a.stop_after_steps);
+    let started = Instant::now();
+    let mut sink = Progress::new(a.quiet);
+    let status = train::resume(&opts, &mut sink).with_context(|| format!("resume of {}", a.dir.display()))?;
+    sink.finish();
+    report_status(&status, &a.dir, started)
+}
+
+fn options(
+    dir: &Path,
+    device: candle_core::Device,
+    stop: Arc<AtomicBool>,
+    log_every: usize,
+    stop_after_steps: Option<u64>,
+) -> RunOptions {
+    RunOptions {
+        dir: dir.to_path_buf(),
+        device,
+        stop,
+        provenance: provenance(),
+        log_every,
+        stop_after_steps,
+    }
+}
+
+fn report_status(status: &RunStatus, dir: &Path, started: Instant) -> Result<()> {
+    match status {
+        RunStatus::Finished => {
+            println!(
+                "run finished in {:.1} s: {}",
+                started.elapsed().as_secs_f64(),
+                dir.join("report.md").display()
+            );
+            print_summary(dir)
+        }
+        RunStatus::Interrupted { checkpoint } => {
+            eprintln!(
+                "stopped; checkpoint {} written. Continue with: kaizen resume {}",
+                checkpoint.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_summary(dir: &Path) -> Result<()> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let fmt = |x: &serde_json::Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
+    println!("{:<16} {:>8} {:>8} {:>8} {:>8}", "protocol", "final", "avg_inc", "forget", "plast.");
+    if let Some(p) = v.get("protocols").and_then(|p| p.as_object()) {
+        for (name, s) in p {
+            println!(
+                "{:<16} {:>8} {:>8} {:>8} {:>8}",
+                name,
+                fmt(&s["final_accuracy"]),
+                fmt(&s["average_incremental_accuracy"]),
+                fmt(&s["forgetting"]),
+                fmt(&s["plasticity"])
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_file(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    println!("{text}");
+    Ok(())
 }

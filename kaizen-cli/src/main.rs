@@ -5,6 +5,8 @@ mod cmd_data;
 mod cmd_metrics;
 mod cmd_model;
 mod cmd_run;
+mod config;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -11,6 +11,22 @@ pub enum CoreError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
+    /// A dataset / stream / replay error (names the file involved).
+    #[error(transparent)]
+    Data(#[from] kaizen_data::DataError),
+
+    /// A model / checkpoint / optimiser error.
+    #[error(transparent)]
+    Model(#[from] kaizen_models::ModelError),
+
+    /// A metrics / report error.
+    #[error(transparent)]
+    Metrics(#[from] kaizen_metrics::MetricsError),
+
+    /// A configuration value that cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+
     /// A registry name (method, distiller, ...) that is not known.
     #[error("unknown {what} `{name}`; valid names: {valid}")]
     UnknownName {

@@ -10,10 +10,16 @@
 //! keys of that file.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod distill;
 pub mod error;
+pub mod eval;
+pub mod events;
 pub mod kinds;
 pub mod loss;
+pub mod method;
+pub mod network;
 pub mod queue;
+pub mod train;
 
 pub use error::CoreError;

@@ -1,0 +1,218 @@
+//! Resolving a run's configuration: built-in defaults <- preset <- `--config FILE.toml` <- flags <- `--set`.
+//!
+//! Every layer is a TOML tree merged key by key onto the defaults. Before deserialising, each layer's keys
+//! are checked against the default tree, so an unknown key is reported with the layer it came from and the
+//! valid keys at that level.
+
+use anyhow::{bail, Context, Result};
+use kaizen_core::config::ExperimentConfig;
+use toml::Value;
+
+/// Built-in presets: (name, description, TOML).
+pub const PRESETS: &[(&str, &str, &str)] = &[
+    (
+        "smoke",
+        "seconds: 2 tasks, tiny width (what the tests run)",
+        include_str!("../../configs/presets/smoke.toml"),
+    ),
+    (
+        "mini",
+        "default: built-in Fashion-MNIST subset, 5 tasks x 2 classes, width 8",
+        include_str!("../../configs/presets/mini.toml"),
+    ),
+    (
+        "fmnist",
+        "full Fashion-MNIST from --data-root, 5 tasks, width 16",
+        include_str!("../../configs/presets/fmnist.toml"),
+    ),
+    (
+        "cifar100-paper",
+        "the paper's split CIFAR-100 setting (GPU, CIFAR-100 binary on disk)",
+        include_str!("../../configs/presets/cifar100-paper.toml"),
+    ),
+];
+
+/// The TOML text of a preset, or an error listing the presets.
+pub fn preset_text(name: &str) -> Result<&'static str> {
+    PRESETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, _, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<_> = PRESETS.iter().map(|(n, _, _)| *n).collect();
+            anyhow::anyhow!("unknown preset `{name}`; valid presets: {}", names.join(", "))
+        })
+}
+
+/// The configuration being assembled.
+pub struct Resolver {
+    defaults: Value,
+    tree: Value,
+}
+
+impl Resolver {
+    /// Start from the built-in defaults.
+    pub fn new() -> Result<Self> {
+        let defaults = Value::try_from(ExperimentConfig::default()).context("serialising the default config")?;
+        Ok(Self {
+            tree: defaults.clone(),
+            defaults,
+        })
+    }
+
+    /// Merge a TOML document (preset or file); `source` names it in errors.
+    pub fn merge_toml(&mut self, text: &str, source: &str) -> Result<()> {
+        let layer: Value = toml::from_str::<toml::Table>(text)
+            .map(Value::Table)
+            .with_context(|| format!("{source} is not valid TOML"))?;
+        check_keys(&layer, &self.defaults, "", source)?;
+        merge(&mut self.tree, layer);
+        Ok(())
+    }
+
+    /// Apply one `key.path=value` override. The value is parsed as TOML (`3`, `0.5`, `true`, `[1, 2]`,
+    /// `"text"`), and taken as a plain string when it is not valid TOML (so `method=byol` works).
+    pub fn set(&mut self, assignment: &str, source: &str) -> Result<()> {
+        let Some((key, raw)) = assignment.split_once('=') else {
+            bail!("{source} `{assignment}`: expected key=value, e.g. --set train.epochs=3");
+        };
+        let key = key.trim();
+        let raw = raw.trim();
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| Value::String(raw.to_string()));
+        let mut layer = value;
+        for part in key.split('.').rev() {
+            let mut t = toml::Table::new();
+            t.insert(part.to_string(), layer);
+            layer = Value::Table(t);
+        }
+        check_keys(&layer, &self.defaults, "", &format!("{source} `{assignment}`"))?;
+        // A number given where the default is a float must stay a float (e.g. `loss.ssl=1`).
+        coerce_like(&mut layer, &self.defaults);
+        merge(&mut self.tree, layer);
+        Ok(())
+    }
+
+    /// Deserialise and validate.
+    pub fn finish(self) -> Result<ExperimentConfig> {
+        let cfg: ExperimentConfig = self
+            .tree
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Result<()> {
+    let (Value::Table(l), Value::Table(d)) = (layer, defaults) else {
+        return Ok(());
+    };
+    for (k, v) in l {
+        let full = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        match d.get(k) {
+            None => {
+                let mut valid: Vec<String> = d
+                    .iter()
+                    .map(|(name, val)| {
+                        let name = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                        if val.is_table() {
+                            format!("{name}.*")
+                        } else {
+                            name
+                        }
+                    })
+                    .collect();
+                valid.sort();
+                bail!("{source}: unknown config key `{full}`; valid keys here: {}", valid.join(", "));
+            }
+            Some(dv) => {
+                if dv.is_table() && !v.is_table() {
+                    bail!("{source}: `{full}` is a section, not a value; set one of its keys, e.g. `{full}.<key>=...`");
+                }
+                check_keys(v, dv, &full, source)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn coerce_like(layer: &mut Value, defaults: &Value) {
+    match (layer, defaults) {
+        (Value::Table(l), Value::Table(d)) => {
+            for (k, v) in l.iter_mut() {
+                if let Some(dv) = d.get(k) {
+                    coerce_like(v, dv);
+                }
+            }
+        }
+        (v @ Value::Integer(_), Value::Float(_)) => {
+            if let Value::Integer(i) = *v {
+                *v = Value::Float(i as f64);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn merge(base: &mut Value, layer: Value) {
+    match (base, layer) {
+        (Value::Table(b), Value::Table(l)) => {
+            for (k, v) in l {
+                match b.get_mut(&k) {
+                    Some(bv) if bv.is_table() && v.is_table() => merge(bv, v),
+                    _ => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, l) => *b = l,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_resolves_and_validates() -> Result<()> {
+        for (name, _, text) in PRESETS {
+            let mut r = Resolver::new()?;
+            r.merge_toml(text, name)?;
+            r.finish().with_context(|| format!("preset {name}"))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn set_overrides_and_coerces() -> Result<()> {
+        let mut r = Resolver::new()?;
+        r.set("train.epochs=3", "--set")?;
+        r.set("loss.classifier_distill=0", "--set")?;
+        r.set("method=simclr", "--set")?;
+        r.set("data.class_order=[1,0,2,3,4,5,6,7,8,9]", "--set")?;
+        let c = r.finish()?;
+        assert_eq!(c.train.epochs, 3);
+        assert_eq!(c.loss.classifier_distill, 0.0);
+        assert_eq!(c.method.to_string(), "simclr");
+        assert_eq!(c.data.class_order[0], 1);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_list_valid_keys() -> Result<()> {
+        let mut r = Resolver::new()?;
+        let e = r.set("train.epoch=3", "--set").err().map(|e| format!("{e:#}"));
+        let e = e.unwrap_or_default();
+        assert!(e.contains("unknown config key `train.epoch`"), "{e}");
+        assert!(e.contains("train.epochs"), "{e}");
+        let e = r.merge_toml("[modle]\nwidth = 3\n", "x.toml").err().map(|e| format!("{e:#}"));
+        assert!(e.unwrap_or_default().contains("x.toml: unknown config key `modle`"));
+        let e = r.set("method=nope", "--set").and_then(|_| r.finish().map(|_| ()));
+        assert!(format!("{:#}", e.err().map(|e| format!("{e:#}")).unwrap_or_default()).contains("nope"));
+        Ok(())
+    }
+}

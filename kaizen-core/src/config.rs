@@ -1,0 +1,491 @@
+//! The experiment configuration: one serde tree, every key documented, unknown keys rejected.
+//!
+//! The CLI resolves a preset (or `--config FILE.toml`) plus `--set a.b=v` overrides into this struct,
+//! calls [`ExperimentConfig::validate`], writes the resolved copy into the run directory and only then
+//! builds anything from it. Defaults here are the `mini` preset's (the built-in job).
+
+use crate::kinds::{DistillerKind, MethodKind};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which continual-learning strategy a run trains (baselines differ from Kaizen only in which terms are on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyKind {
+    /// SSL + feature distillation + classifier CE + classifier distillation, with labelled replay.
+    Kaizen,
+    /// SSL + feature distillation; classifier CE on the available labels, no classifier distillation, no replay.
+    Cassle,
+    /// SSL + classifier CE; no distillation and no replay ("No Distill").
+    Finetune,
+    /// One model trained once on the union of all tasks (upper bound; gives the joint accuracies).
+    Joint,
+    /// An untrained model evaluated per task (the baseline of forward transfer).
+    Random,
+}
+
+impl StrategyKind {
+    /// Every strategy, in the order the help text lists them.
+    pub const ALL: [StrategyKind; 5] = [
+        StrategyKind::Kaizen,
+        StrategyKind::Cassle,
+        StrategyKind::Finetune,
+        StrategyKind::Joint,
+        StrategyKind::Random,
+    ];
+
+    /// The CLI / config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Kaizen => "kaizen",
+            StrategyKind::Cassle => "cassle",
+            StrategyKind::Finetune => "finetune",
+            StrategyKind::Joint => "joint",
+            StrategyKind::Random => "random",
+        }
+    }
+
+    /// Whether the strategy distils the frozen previous feature extractor (L_FE^KD).
+    pub fn uses_feature_distill(self) -> bool {
+        matches!(self, StrategyKind::Kaizen | StrategyKind::Cassle)
+    }
+
+    /// Whether the strategy distils the frozen previous classifier (L_C^KD).
+    pub fn uses_classifier_distill(self) -> bool {
+        matches!(self, StrategyKind::Kaizen)
+    }
+
+    /// Whether the strategy keeps a labelled replay memory.
+    pub fn uses_replay(self) -> bool {
+        matches!(self, StrategyKind::Kaizen)
+    }
+}
+
+impl fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for StrategyKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown strategy `{s}`; valid strategies: {}", names.join(", "))
+            })
+    }
+}
+
+/// Which BatchNorm statistics the frozen previous model uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeacherBn {
+    /// Statistics of the current batch, running statistics untouched (the official code's behaviour).
+    Train,
+    /// The running statistics saved at the end of the previous task.
+    Eval,
+}
+
+/// Optimiser family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// SGD with momentum and weight decay.
+    Sgd,
+    /// SGD + LARS trust ratio (bias and norm parameters excluded), as the paper.
+    Lars,
+}
+
+/// The whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentConfig {
+    /// The one seed: class order, label choice, replay, augmentation, initialisation and batch order derive from it.
+    pub seed: u64,
+    /// `kaizen`, `cassle`, `finetune`, `joint` or `random`.
+    pub strategy: StrategyKind,
+    /// SSL method: `byol`, `simclr`, `mocov2plus`, `vicreg`, `barlow`, `simsiam`.
+    pub method: MethodKind,
+    /// Feature distiller: `auto` (the method's paired distiller) or `predictive`, `contrastive`, `predictive_mse`, `decorrelative`.
+    pub distiller: String,
+    /// Dataset and task stream.
+    pub data: DataConfig,
+    /// Model sizes.
+    pub model: ModelConfig,
+    /// Optimisation.
+    pub train: TrainConfig,
+    /// Loss-term weights and method hyper-parameters.
+    pub loss: LossConfig,
+    /// Evaluation protocols run after every task.
+    pub eval: EvalConfig,
+    /// Two-view augmentation.
+    pub augment: kaizen_data::AugmentConfig,
+}
+
+/// Dataset and task stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Dataset name (see `kaizen data inspect --help`).
+    pub dataset: String,
+    /// Folder with the dataset files; empty for the built-in `fashion-mnist-mini`.
+    pub data_root: String,
+    /// Number of tasks; the classes must divide evenly.
+    pub num_tasks: usize,
+    /// Explicit class order (all classes, each once); empty = a permutation drawn from the seed.
+    pub class_order: Vec<u16>,
+    /// Fraction of each task's training images that keep their label (1.0 = all, 0.0 = none).
+    pub label_fraction: f64,
+    /// Keep only the first N training images of each class (0 = all).
+    pub train_per_class: usize,
+    /// Keep only the first M test images of each class (0 = all).
+    pub test_per_class: usize,
+    /// Replay memory size per finished task as a fraction of that task's labelled images (used when `replay_count` = 0).
+    pub replay_fraction: f64,
+    /// Replay memory size per finished task as a fixed count (0 = use `replay_fraction`).
+    pub replay_count: usize,
+    /// Replay mini-batch drawn and concatenated to every current batch.
+    pub replay_batch: usize,
+}
+
+/// Model sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Backbone architecture (`resnet18`).
+    pub arch: String,
+    /// ResNet width w (stages w, 2w, 4w, 8w; 64 = the paper).
+    pub width: usize,
+    /// Padding of the 3x3 stem convolution (1 = standard CIFAR ResNet; 2 = the official code's quirk).
+    pub stem_padding: usize,
+    /// Projector hidden width.
+    pub proj_hidden: usize,
+    /// Projection size D.
+    pub proj_out: usize,
+    /// Predictor hidden width (BYOL, SimSiam).
+    pub pred_hidden: usize,
+    /// Distillation predictor hidden width.
+    pub distill_hidden: usize,
+    /// Classifier hidden width (1000 in the official code).
+    pub classifier_hidden: usize,
+}
+
+/// Optimisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Epochs per task.
+    pub epochs: usize,
+    /// Current-task images per batch (replay comes on top).
+    pub batch_size: usize,
+    /// `lars` or `sgd`.
+    pub optimizer: OptimizerName,
+    /// Base learning rate of the backbone and heads.
+    pub lr: f64,
+    /// Learning rate of the classifier.
+    pub classifier_lr: f64,
+    /// Weight decay (bias and norm parameters excluded).
+    pub weight_decay: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// LARS eta.
+    pub lars_eta: f64,
+    /// Warm-up epochs of the learning-rate schedule (restarted every task).
+    pub warmup_epochs: f64,
+    /// EMA tau at the start of a task (cosine to `final_tau`).
+    pub base_tau: f64,
+    /// EMA tau at the end of a task.
+    pub final_tau: f64,
+    /// Feed the classifier detached features (true, the official code) or let its gradient reach the backbone.
+    pub classifier_detach: bool,
+    /// BatchNorm mode of the frozen previous model: `train` (batch statistics) or `eval` (running statistics).
+    pub teacher_bn: TeacherBn,
+    /// Write a resumable checkpoint every N optimiser steps (0 = only at the end of each epoch).
+    pub checkpoint_every: usize,
+}
+
+/// Loss weights (0 switches a term off) and method hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossConfig {
+    /// Weight of the SSL term L_FE^CT.
+    pub ssl: f64,
+    /// Weight of the feature distillation L_FE^KD; negative = the distiller's default (1, or 25 for predictive_mse).
+    pub feature_distill: f64,
+    /// Weight of the classifier cross-entropy L_C^CT.
+    pub classifier_ce: f64,
+    /// Weight lambda_C of the classifier soft-label distillation L_C^KD.
+    pub classifier_distill: f64,
+    /// Temperature of the soft-label distillation.
+    pub distill_temperature: f64,
+    /// Temperature of NT-Xent / InfoNCE; negative = the method's default (0.1 SimCLR, 0.2 MoCoV2+).
+    pub temperature: f64,
+    /// Temperature of the contrastive distiller.
+    pub distill_contrastive_temperature: f64,
+    /// MoCoV2+ queue size.
+    pub queue_size: usize,
+}
+
+/// Evaluation after every task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Run the weighted kNN protocol.
+    pub knn: bool,
+    /// Neighbours of the kNN protocol.
+    pub knn_k: usize,
+    /// Temperature of the kNN weights.
+    pub knn_temperature: f64,
+    /// Run the linear-probe protocol.
+    pub linear: bool,
+    /// Linear-probe epochs.
+    pub linear_epochs: usize,
+    /// Linear-probe learning rate.
+    pub linear_lr: f64,
+    /// Images per evaluation forward batch.
+    pub batch_size: usize,
+    /// kNN bank / linear-probe training set: the first N training images of each class (0 = all).
+    pub bank_per_class: usize,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Self {
+            seed: 5,
+            strategy: StrategyKind::Kaizen,
+            method: MethodKind::Byol,
+            distiller: "auto".into(),
+            data: DataConfig::default(),
+            model: ModelConfig::default(),
+            train: TrainConfig::default(),
+            loss: LossConfig::default(),
+            eval: EvalConfig::default(),
+            augment: kaizen_data::AugmentConfig::default(),
+        }
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "fashion-mnist-mini".into(),
+            data_root: String::new(),
+            num_tasks: 5,
+            class_order: Vec::new(),
+            label_fraction: 1.0,
+            train_per_class: 0,
+            test_per_class: 0,
+            replay_fraction: 0.01,
+            replay_count: 0,
+            replay_batch: 32,
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            arch: "resnet18".into(),
+            width: 8,
+            stem_padding: 1,
+            proj_hidden: 512,
+            proj_out: 128,
+            pred_hidden: 512,
+            distill_hidden: 512,
+            classifier_hidden: 256,
+        }
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch_size: 64,
+            optimizer: OptimizerName::Lars,
+            lr: 1.0,
+            classifier_lr: 0.1,
+            weight_decay: 1e-5,
+            momentum: 0.9,
+            lars_eta: 0.02,
+            warmup_epochs: 1.0,
+            base_tau: 0.99,
+            final_tau: 1.0,
+            classifier_detach: true,
+            teacher_bn: TeacherBn::Eval,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self {
+            ssl: 1.0,
+            feature_distill: -1.0,
+            classifier_ce: 1.0,
+            classifier_distill: 2.0,
+            distill_temperature: 1.0,
+            temperature: -1.0,
+            distill_contrastive_temperature: 0.2,
+            queue_size: 4096,
+        }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            knn: true,
+            knn_k: 20,
+            knn_temperature: 0.07,
+            linear: true,
+            linear_epochs: 30,
+            linear_lr: 0.1,
+            batch_size: 256,
+            bank_per_class: 0,
+        }
+    }
+}
+
+/// A configuration value that cannot be used, with the key that holds it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("config key `{key}`: {reason}")]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `train.epochs`.
+    pub key: String,
+    /// What is wrong and what would be right.
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl ExperimentConfig {
+    /// The feature distiller this run uses (`auto` resolves to the method's paired distiller).
+    pub fn distiller_kind(&self) -> Result<DistillerKind, ConfigError> {
+        if self.distiller == "auto" {
+            Ok(self.method.default_distiller())
+        } else {
+            self.distiller
+                .parse::<DistillerKind>()
+                .map_err(|e| bad("distiller", format!("{e} (or `auto`)")))
+        }
+    }
+
+    /// Effective weight of L_FE^KD (0 when the strategy does not distil features).
+    pub fn feature_distill_weight(&self) -> Result<f64, ConfigError> {
+        if !self.strategy.uses_feature_distill() {
+            return Ok(0.0);
+        }
+        Ok(if self.loss.feature_distill < 0.0 {
+            self.distiller_kind()?.default_weight()
+        } else {
+            self.loss.feature_distill
+        })
+    }
+
+    /// Effective weight of L_C^KD (0 when the strategy does not distil the classifier).
+    pub fn classifier_distill_weight(&self) -> f64 {
+        if self.strategy.uses_classifier_distill() {
+            self.loss.classifier_distill
+        } else {
+            0.0
+        }
+    }
+
+    /// Temperature of the SSL loss (method default when negative).
+    pub fn ssl_temperature(&self) -> f64 {
+        if self.loss.temperature > 0.0 {
+            self.loss.temperature
+        } else {
+            match self.method {
+                MethodKind::MocoV2Plus => 0.2,
+                _ => 0.1,
+            }
+        }
+    }
+
+    /// Check every value that could make a run fail late or silently wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.distiller_kind()?;
+        let d = &self.data;
+        if d.num_tasks == 0 {
+            return Err(bad("data.num_tasks", "must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&d.label_fraction) {
+            return Err(bad("data.label_fraction", "must be in [0, 1]"));
+        }
+        if !(0.0..=1.0).contains(&d.replay_fraction) {
+            return Err(bad("data.replay_fraction", "must be in [0, 1]"));
+        }
+        let m = &self.model;
+        if m.arch != "resnet18" {
+            return Err(bad("model.arch", format!("unknown architecture `{}`; valid: resnet18", m.arch)));
+        }
+        for (k, v) in [
+            ("model.width", m.width),
+            ("model.proj_hidden", m.proj_hidden),
+            ("model.proj_out", m.proj_out),
+            ("model.pred_hidden", m.pred_hidden),
+            ("model.distill_hidden", m.distill_hidden),
+            ("model.classifier_hidden", m.classifier_hidden),
+            ("train.epochs", self.train.epochs),
+            ("train.batch_size", self.train.batch_size),
+            ("eval.batch_size", self.eval.batch_size),
+        ] {
+            if v == 0 {
+                return Err(bad(k, "must be at least 1"));
+            }
+        }
+        if self.train.batch_size < 2 {
+            return Err(bad("train.batch_size", "must be at least 2 (BatchNorm needs two samples)"));
+        }
+        let t = &self.train;
+        for (k, v) in [("train.base_tau", t.base_tau), ("train.final_tau", t.final_tau)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(k, "must be in [0, 1]"));
+            }
+        }
+        if t.base_tau > t.final_tau {
+            return Err(bad("train.base_tau", "must not exceed train.final_tau"));
+        }
+        for (k, v) in [
+            ("train.lr", t.lr),
+            ("train.classifier_lr", t.classifier_lr),
+            ("train.weight_decay", t.weight_decay),
+            ("train.momentum", t.momentum),
+            ("train.lars_eta", t.lars_eta),
+            ("train.warmup_epochs", t.warmup_epochs),
+            ("loss.ssl", self.loss.ssl),
+            ("loss.classifier_ce", self.loss.classifier_ce),
+            ("loss.classifier_distill", self.loss.classifier_distill),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(bad(k, format!("must be a finite number >= 0, got {v}")));
+            }
+        }
+        if !(self.loss.distill_temperature > 0.0) {
+            return Err(bad("loss.distill_temperature", "must be > 0"));
+        }
+        if !(self.loss.distill_contrastive_temperature > 0.0) {
+            return Err(bad("loss.distill_contrastive_temperature", "must be > 0"));
+        }
+        if self.method == MethodKind::MocoV2Plus && self.loss.queue_size == 0 {
+            return Err(bad("loss.queue_size", "MoCoV2+ needs a queue of at least 1 key"));
+        }
+        if self.eval.knn && self.eval.knn_k == 0 {
+            return Err(bad("eval.knn_k", "must be at least 1"));
+        }
+        Ok(())
+    }
+}

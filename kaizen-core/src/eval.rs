@@ -1,0 +1,311 @@
+//! Evaluation after each task and the result files of a run.
+//!
+//! One row per protocol after task i: cell (i, j) = top-1 accuracy on task j's test images, over all classes
+//! of the stream (single head), except `classifier_seen` (classes of the tasks trained so far; `None` for
+//! j > i). For `knn` and `linear`, the bank / probe training set is the train features of tasks
+//! 0..=max(i, j): the seen tasks for j <= i (class-incremental), plus the evaluated task for j > i, so that
+//! R[j-1][j] measures how well the representation already separates task j (forward transfer), with the
+//! random model's b_j measured the same way. Features come from the backbone in eval mode.
+
+use crate::config::{ExperimentConfig, StrategyKind};
+use crate::error::CoreError;
+use crate::network::Online;
+use candle_core::{Device, Tensor};
+use kaizen_data::{eval_batch, Dataset, TaskStream};
+use kaizen_metrics::{
+    argmax_predictions, per_task_accuracy, seen_class_mask, summarize, AccuracyMatrix, EvalData as MetricData,
+    KnnConfig, LinearProbeConfig,
+};
+use kaizen_metrics::report::{ProtocolResult, ReportInput, SummaryFile};
+use kaizen_models::BnMode;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// An evaluation protocol (one accuracy matrix each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    /// The model's classifier, argmax over all classes.
+    Classifier,
+    /// The model's classifier, argmax over the classes of the tasks trained so far.
+    ClassifierSeen,
+    /// Weighted kNN on backbone features.
+    Knn,
+    /// Linear probe on frozen backbone features.
+    Linear,
+}
+
+impl Protocol {
+    /// Name used in file names and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Classifier => "classifier",
+            Protocol::ClassifierSeen => "classifier_seen",
+            Protocol::Knn => "knn",
+            Protocol::Linear => "linear",
+        }
+    }
+}
+
+/// What an evaluation reads.
+pub struct EvalData<'a> {
+    /// The dataset.
+    pub data: &'a Dataset,
+    /// The stream (task of each class).
+    pub stream: &'a TaskStream,
+    /// The model.
+    pub online: &'a Online,
+    /// Device.
+    pub device: &'a Device,
+    /// Config (eval section).
+    pub cfg: &'a ExperimentConfig,
+}
+
+fn features(ed: &EvalData<'_>, split: &kaizen_data::Split, idx: &[u32]) -> Result<Tensor, CoreError> {
+    let bs = ed.cfg.eval.batch_size;
+    let mut parts = Vec::new();
+    for chunk in idx.chunks(bs) {
+        let (x, _) = eval_batch(split, chunk, &ed.data.mean, &ed.data.std, ed.device)?;
+        parts.push(ed.online.backbone.forward(&x, BnMode::Eval)?.detach());
+    }
+    if parts.is_empty() {
+        return Err(CoreError::Invalid("evaluation on an empty split".into()));
+    }
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// First `n` indices of each class of a split (all when n = 0), in dataset order.
+fn capped_indices(split: &kaizen_data::Split, num_classes: usize, n: usize) -> Vec<u32> {
+    let mut seen = vec![0usize; num_classes];
+    (0..split.len() as u32)
+        .filter(|&i| {
+            let c = split.label(i as usize) as usize;
+            seen[c] += 1;
+            n == 0 || seen[c] <= n
+        })
+        .collect()
+}
+
+/// Evaluate the model after training through task `row_task` (`usize::MAX`: before any training, the random
+/// baseline) with every protocol in `protocols`; returns one row of T cells per protocol.
+pub fn evaluate_after(
+    ed: &EvalData<'_>,
+    row_task: usize,
+    protocols: &[Protocol],
+) -> Result<Vec<(Protocol, Vec<Option<f64>>)>, CoreError> {
+    let t_count = ed.stream.num_tasks();
+    let c = ed.data.num_classes;
+    let task_of_class: Vec<usize> = (0..c as u16)
+        .map(|k| {
+            ed.stream
+                .task_of_class(k)
+                .ok_or_else(|| CoreError::Invalid(format!("class {k} belongs to no task of the stream")))
+        })
+        .collect::<Result<_, _>>()?;
+    let test_idx: Vec<u32> = (0..ed.data.test.len() as u32).collect();
+    let test_labels = ed.data.test.labels().to_vec();
+    let test_feats = features(ed, &ed.data.test, &test_idx)?;
+    let seen = if row_task == usize::MAX { 0 } else { row_task + 1 };
+    let mut out = Vec::new();
+    let needs_bank = protocols.iter().any(|p| matches!(p, Protocol::Knn | Protocol::Linear));
+    let bank = if needs_bank {
+        let idx = capped_indices(&ed.data.train, c, ed.cfg.eval.bank_per_class);
+        let labels: Vec<u16> = idx.iter().map(|&i| ed.data.train.label(i as usize)).collect();
+        Some((features(ed, &ed.data.train, &idx)?, labels))
+    } else {
+        None
+    };
+    for &p in protocols {
+        let row = match p {
+            Protocol::Classifier | Protocol::ClassifierSeen => {
+                let logits = ed.online.classifier.forward(&test_feats, BnMode::Eval)?;
+                let mask = (p == Protocol::ClassifierSeen).then(|| seen_class_mask(&task_of_class, seen));
+                if mask.as_ref().is_some_and(|m| !m.iter().any(|&b| b)) {
+                    vec![None; t_count]
+                } else {
+                    let preds = argmax_predictions(&logits, mask.as_deref())?;
+                    let mut row = per_task_accuracy(&preds, &test_labels, &task_of_class, t_count)?;
+                    if p == Protocol::ClassifierSeen {
+                        for (j, cell) in row.iter_mut().enumerate() {
+                            if j >= seen {
+                                *cell = None;
+                            }
+                        }
+                    }
+                    row
+                }
+            }
+            Protocol::Knn | Protocol::Linear => {
+                let Some((bank_feats, bank_labels)) = &bank else {
+                    return Err(CoreError::Invalid("internal: no feature bank".into()));
+                };
+                let md = MetricData {
+                    train_features: bank_feats,
+                    train_labels: bank_labels,
+                    test_features: &test_feats,
+                    test_labels: &test_labels,
+                    task_of_class: &task_of_class,
+                    num_tasks: t_count,
+                };
+                let knn = KnnConfig {
+                    k: ed.cfg.eval.knn_k,
+                    temperature: ed.cfg.eval.knn_temperature,
+                    ..KnnConfig::default()
+                };
+                let lin = LinearProbeConfig {
+                    epochs: ed.cfg.eval.linear_epochs,
+                    lr: ed.cfg.eval.linear_lr,
+                    seed: ed.cfg.seed,
+                    ..LinearProbeConfig::default()
+                };
+                let row_with = |tasks_seen: usize| -> Result<Vec<Option<f64>>, CoreError> {
+                    Ok(if p == Protocol::Knn {
+                        md.knn_row(tasks_seen, &knn)?
+                    } else {
+                        md.linear_probe_row(tasks_seen, &lin)?
+                    })
+                };
+                let mut row = if seen > 0 { row_with(seen)? } else { vec![None; t_count] };
+                for (j, cell) in row.iter_mut().enumerate().skip(seen) {
+                    *cell = row_with(j + 1)?[j];
+                }
+                row
+            }
+        };
+        out.push((p, row));
+    }
+    Ok(out)
+}
+
+fn io(path: &Path, e: std::io::Error) -> CoreError {
+    CoreError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn json_text<T: serde::Serialize>(v: &T) -> Result<String, CoreError> {
+    serde_json::to_string_pretty(v).map_err(|e| CoreError::Invalid(e.to_string()))
+}
+
+/// Write `acc_matrix_<protocol>.csv`, `summary.json` and `report.md` (+ plots) for a finished run.
+/// Joint and random runs have one row per protocol: they write `<strategy>_accuracy_<protocol>.csv` (the
+/// one-line format `kaizen metrics --joint / --random-baseline` reads) and a summary of per-task accuracies.
+pub fn write_results(
+    dir: &Path,
+    cfg: &ExperimentConfig,
+    stream: &TaskStream,
+    data: &Dataset,
+    matrices: &BTreeMap<String, Vec<Vec<Option<f64>>>>,
+) -> Result<(), CoreError> {
+    let single_row = matches!(cfg.strategy, StrategyKind::Joint | StrategyKind::Random);
+    if single_row {
+        let mut protocols = serde_json::Map::new();
+        for (p, rows) in matrices {
+            let row = rows.last().cloned().unwrap_or_default();
+            let vals: Vec<String> = row
+                .iter()
+                .map(|v| v.map_or_else(|| "nan".to_string(), |x| format!("{x}")))
+                .collect();
+            let path = dir.join(format!("{}_accuracy_{p}.csv", cfg.strategy));
+            crate::train::write_atomic(&path, format!("{}\n", vals.join(",")).as_bytes())?;
+            let defined: Vec<f64> = row.iter().flatten().copied().collect();
+            let mean = (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
+            protocols.insert(
+                p.clone(),
+                serde_json::json!({"per_task_accuracy": row, "mean_accuracy": mean}),
+            );
+        }
+        let summary = serde_json::json!({"strategy": cfg.strategy, "protocols": protocols});
+        crate::train::write_atomic(&dir.join(crate::train::files::SUMMARY), json_text(&summary)?.as_bytes())?;
+        let mut md = format!(
+            "# {} run\n\nseed {}, dataset `{}`, class order per task: {}\n\n| protocol | {} | mean |\n|---|{}---|\n",
+            cfg.strategy,
+            cfg.seed,
+            cfg.data.dataset,
+            class_order_text(stream),
+            (0..stream.num_tasks()).map(|j| format!("task {j}")).collect::<Vec<_>>().join(" | "),
+            "---|".repeat(stream.num_tasks())
+        );
+        for (p, v) in &protocols {
+            let row: Vec<String> = v["per_task_accuracy"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_f64().map_or("-".into(), |f| format!("{f:.3}"))).collect())
+                .unwrap_or_default();
+            let mean = v["mean_accuracy"].as_f64().map_or("-".into(), |f| format!("{f:.3}"));
+            md.push_str(&format!("| {p} | {} | {mean} |\n", row.join(" | ")));
+        }
+        crate::train::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+        return Ok(());
+    }
+    let mut results = Vec::new();
+    for (p, rows) in matrices {
+        let m = AccuracyMatrix::from_rows(rows.clone())?;
+        kaizen_metrics::write_csv(&dir.join(format!("acc_matrix_{p}.csv")), &m)?;
+        results.push(ProtocolResult::new(p, m, None, None)?);
+    }
+    kaizen_metrics::report::write_summary_json(&dir.join(crate::train::files::SUMMARY), &results)?;
+    let input = ReportInput {
+        run_name: dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into()),
+        strategy: cfg.strategy.to_string(),
+        dataset: cfg.data.dataset.clone(),
+        seed: cfg.seed,
+        class_order: (0..stream.num_tasks()).map(|t| stream.task_classes(t).to_vec()).collect(),
+        config_text: crate::train::config_toml(cfg)?,
+        notes: vec![
+            ("method".into(), cfg.method.to_string()),
+            ("distiller".into(), cfg.distiller_kind()?.to_string()),
+            ("train images".into(), data.train.len().to_string()),
+            ("test images".into(), data.test.len().to_string()),
+        ],
+        protocols: results,
+    };
+    kaizen_metrics::report::write_run_report(dir, &input)?;
+    Ok(())
+}
+
+fn class_order_text(stream: &TaskStream) -> String {
+    (0..stream.num_tasks())
+        .map(|t| format!("{:?}", stream.task_classes(t)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// After `kaizen run --compare`: write `comparison.md` and `comparison.json` for the runs `DIR/<name>/`.
+/// When a `random` run is among them its per-task accuracies become the forward-transfer baseline of the
+/// others, and a `joint` run's become the reference of intransigence (same protocol each).
+pub fn write_comparison(dir: &Path, names: &[String]) -> Result<(), CoreError> {
+    let read_vec = |strategy: &str, protocol: &str| -> Option<Vec<f64>> {
+        if !names.iter().any(|n| n == strategy) {
+            return None;
+        }
+        let path = dir.join(strategy).join(format!("{strategy}_accuracy_{protocol}.csv"));
+        kaizen_metrics::read_vector_csv(&path, None).ok()
+    };
+    let mut runs = Vec::new();
+    for name in names {
+        if name == "joint" || name == "random" {
+            continue;
+        }
+        let run_dir = dir.join(name);
+        let mut per_protocol = BTreeMap::new();
+        let entries = std::fs::read_dir(&run_dir).map_err(|e| io(&run_dir, e))?;
+        let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        for path in files {
+            let Some(stem) = path.file_name().and_then(|s| s.to_str()) else { continue };
+            let Some(protocol) = stem.strip_prefix("acc_matrix_").and_then(|s| s.strip_suffix(".csv")) else {
+                continue;
+            };
+            let m = kaizen_metrics::read_matrix_csv(&path)?;
+            let b = read_vec("random", protocol);
+            let a = read_vec("joint", protocol);
+            per_protocol.insert(protocol.to_string(), summarize(&m, b.as_deref(), a.as_deref())?);
+        }
+        runs.push((name.clone(), SummaryFile { protocols: per_protocol }));
+    }
+    kaizen_metrics::report::write_comparison(dir, &runs)?;
+    Ok(())
+}

@@ -1,0 +1,902 @@
+//! The task -> epoch -> step loop, checkpoints, resume and the run directory.
+//!
+//! Life of one task t: snapshot the frozen previous model (t >= 1, distilling strategies) -> seeded
+//! batch order -> per step: current batch (+ replay batch) -> two augmented views -> the four loss terms
+//! -> NaN guard -> backward -> optimiser step -> method hook (EMA, queue) -> periodic checkpoint -> after
+//! the last epoch: evaluation of every task with every protocol (one row of each accuracy matrix) ->
+//! replay memory update -> task checkpoint.
+//!
+//! Every random draw is a function of (seed, task, epoch, step, sample), so a run resumed from any
+//! checkpoint continues bit-identically on the same machine and thread count.
+
+use crate::config::{ExperimentConfig, OptimizerName, StrategyKind, TeacherBn};
+use crate::distill::{build_distiller, DistillParams, Distiller};
+use crate::error::CoreError;
+use crate::eval::{self, EvalData, Protocol};
+use crate::events::{Event, EventSink, TermValue};
+use crate::loss;
+use crate::method::{build_method, MethodParams, SslInputs, SslMethod};
+use crate::network::{prefix, Frozen, NetworkSpec, Online};
+use candle_core::{DType, Device, Tensor};
+use kaizen_data::{
+    labelled_mask, load_dataset, shuffled_batches, two_view_batch, Augmenter, Batch, ClassOrder, Dataset, DatasetName,
+    Item, ReplayMemory, ReplaySize, Split, TaskStream,
+};
+use kaizen_models::checkpoint::{self, Manifest};
+use kaizen_models::optim::{OptimConfig, Optimizer, OptimizerKind, ParamGroup, WarmupCosine};
+use kaizen_models::BnMode;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// File names inside a run directory.
+pub mod files {
+    /// Resolved configuration (TOML).
+    pub const CONFIG: &str = "config.toml";
+    /// Run manifest (JSON).
+    pub const MANIFEST: &str = "manifest.json";
+    /// Append-only log of steps, epochs and evaluations (JSON lines).
+    pub const METRICS: &str = "metrics.jsonl";
+    /// Continual-learning metrics per protocol.
+    pub const SUMMARY: &str = "summary.json";
+    /// Checkpoint folder.
+    pub const CHECKPOINTS: &str = "checkpoints";
+    /// The newest resumable checkpoint inside [`CHECKPOINTS`].
+    pub const LATEST: &str = "latest.safetensors";
+}
+
+/// How a run is executed (not part of the experiment's identity).
+pub struct RunOptions {
+    /// Run directory.
+    pub dir: PathBuf,
+    /// Device to train on.
+    pub device: Device,
+    /// Set (e.g. by Ctrl-C) to stop at the next step boundary after writing a checkpoint.
+    pub stop: Arc<AtomicBool>,
+    /// Versions and provenance recorded in the manifest (crate versions, git revision).
+    pub provenance: serde_json::Value,
+    /// Log every N-th step to metrics.jsonl (epoch and eval lines are always written).
+    pub log_every: usize,
+    /// Stop after this many optimiser steps of the run as if interrupted (tests of resume; None = never).
+    pub stop_after_steps: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum RunStatus {
+    /// Every task trained and evaluated; `summary.json` and `report.md` are written.
+    Finished,
+    /// Stopped on request; the checkpoint to resume from was written.
+    Interrupted {
+        /// The checkpoint `kaizen resume` will continue from.
+        checkpoint: PathBuf,
+    },
+}
+
+/// Position in the stream: the next step to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Task being trained.
+    pub task: usize,
+    /// Epoch within the task.
+    pub epoch: usize,
+    /// Step within the epoch.
+    pub step_in_epoch: usize,
+    /// Optimiser steps over the whole run.
+    pub global_step: u64,
+    /// Whether the evaluation of `task` is still to do (all its epochs are done).
+    pub eval_pending: bool,
+}
+
+/// Trainer state stored in a checkpoint's manifest (`extra`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    counters: Counters,
+    /// protocol -> rows so far.
+    matrices: BTreeMap<String, Vec<Vec<Option<f64>>>>,
+    config_hash: String,
+}
+
+/// Everything a run needs, built from the config.
+struct Trainer<'a> {
+    cfg: ExperimentConfig,
+    opts: &'a RunOptions,
+    data: Arc<Dataset>,
+    stream: TaskStream,
+    spec: NetworkSpec,
+    online: Online,
+    method: Box<dyn SslMethod>,
+    distiller: Box<dyn Distiller>,
+    frozen: Option<Frozen>,
+    replay: ReplayMemory,
+    augmenter: Augmenter,
+    optimizer: Option<Optimizer>,
+    counters: Counters,
+    matrices: BTreeMap<String, Vec<Vec<Option<f64>>>>,
+    config_hash: String,
+    /// metrics.jsonl, opened (append) at the first line.
+    log: Option<fs::File>,
+}
+
+/// Start a fresh run of `cfg` in `opts.dir` (created; must be empty or absent).
+pub fn start(cfg: ExperimentConfig, opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, CoreError> {
+    cfg.validate()?;
+    if opts.dir.exists() && fs::read_dir(&opts.dir).map_err(|e| io_err(&opts.dir, e))?.next().is_some() {
+        return Err(CoreError::Invalid(format!(
+            "run directory {} is not empty: choose another --out, or continue it with `kaizen resume {}`",
+            opts.dir.display(),
+            opts.dir.display()
+        )));
+    }
+    // Build everything (dataset, stream, model) before the directory exists, so a bad input leaves nothing behind.
+    let text = config_toml(&cfg)?;
+    let mut t = Trainer::new(cfg, opts)?;
+    fs::create_dir_all(opts.dir.join(files::CHECKPOINTS)).map_err(|e| io_err(&opts.dir, e))?;
+    write_atomic(&opts.dir.join(files::CONFIG), text.as_bytes())?;
+    t.write_manifest(false)?;
+    t.run(sink, false)
+}
+
+/// Continue the run in `opts.dir` from its latest checkpoint (or from the start if it has none).
+pub fn resume(opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, CoreError> {
+    let cfg = read_config(&opts.dir)?;
+    let mut t = Trainer::new(cfg, opts)?;
+    let latest = opts.dir.join(files::CHECKPOINTS).join(files::LATEST);
+    let resumed = latest.exists();
+    if resumed {
+        t.restore(&latest)?;
+    } else {
+        sink.event(&Event::Notice(format!(
+            "no checkpoint in {}: starting the run from the beginning",
+            opts.dir.join(files::CHECKPOINTS).display()
+        )));
+    }
+    t.log_json(&serde_json::json!({"event": "resume", "from": t.counters, "time": now_rfc3339()}))?;
+    t.run(sink, resumed)
+}
+
+/// Read and validate a run directory's resolved config.
+pub fn read_config(dir: &Path) -> Result<ExperimentConfig, CoreError> {
+    let path = dir.join(files::CONFIG);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        CoreError::Invalid(format!(
+            "{} cannot be read ({e}): is {} a kaizen run directory?",
+            path.display(),
+            dir.display()
+        ))
+    })?;
+    let cfg: ExperimentConfig = toml::from_str(&text)
+        .map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// The resolved config as TOML.
+pub fn config_toml(cfg: &ExperimentConfig) -> Result<String, CoreError> {
+    toml::to_string(cfg).map_err(|e| CoreError::Invalid(format!("config cannot be written as TOML: {e}")))
+}
+
+/// sha256 of the config's canonical JSON (recorded in manifests and checkpoints).
+pub fn config_hash(cfg: &ExperimentConfig) -> Result<String, CoreError> {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(cfg).map_err(|e| CoreError::Invalid(e.to_string()))?;
+    Ok(format!("{:x}", Sha256::digest(&json)))
+}
+
+/// Load the dataset a config names, with the per-class caps applied.
+pub fn load_config_dataset(cfg: &ExperimentConfig) -> Result<Dataset, CoreError> {
+    let name: DatasetName = cfg
+        .data
+        .dataset
+        .parse()
+        .map_err(|e| CoreError::Invalid(format!("config key `data.dataset`: {e}")))?;
+    let root = (!cfg.data.data_root.is_empty()).then(|| PathBuf::from(&cfg.data.data_root));
+    let mut ds = load_dataset(name, root.as_deref())?;
+    if cfg.data.train_per_class > 0 {
+        ds.train = ds.train.cap_per_class(cfg.data.train_per_class);
+    }
+    if cfg.data.test_per_class > 0 {
+        ds.test = ds.test.cap_per_class(cfg.data.test_per_class);
+    }
+    Ok(ds)
+}
+
+/// The task stream a config describes.
+pub fn build_stream(cfg: &ExperimentConfig, num_classes: usize) -> Result<TaskStream, CoreError> {
+    let order = if cfg.data.class_order.is_empty() {
+        ClassOrder::Seeded(cfg.seed)
+    } else {
+        ClassOrder::Explicit(cfg.data.class_order.clone())
+    };
+    Ok(TaskStream::new(num_classes, cfg.data.num_tasks, order)?)
+}
+
+impl<'a> Trainer<'a> {
+    fn new(cfg: ExperimentConfig, opts: &'a RunOptions) -> Result<Self, CoreError> {
+        let data = Arc::new(load_config_dataset(&cfg)?);
+        let stream = build_stream(&cfg, data.num_classes)?;
+        let spec = NetworkSpec::new(&cfg, data.shape.channels, data.num_classes);
+        let online = Online::new(&spec, cfg.seed, &opts.device)?;
+        let params = MethodParams {
+            temperature: cfg.ssl_temperature(),
+            base_tau: cfg.train.base_tau,
+            final_tau: cfg.train.final_tau,
+            queue_size: cfg.loss.queue_size,
+            seed: cfg.seed,
+        };
+        let method = build_method(cfg.method, &params, &online, &spec, &opts.device)?;
+        let dparams = DistillParams {
+            temperature: cfg.loss.distill_contrastive_temperature,
+            ..DistillParams::default()
+        };
+        let distiller = build_distiller(cfg.distiller_kind()?, &dparams);
+        let augmenter = Augmenter::new(cfg.augment.clone(), data.shape, &data.mean, &data.std)?;
+        let config_hash = config_hash(&cfg)?;
+        Ok(Self {
+            cfg,
+            opts,
+            data,
+            stream,
+            spec,
+            online,
+            method,
+            distiller,
+            frozen: None,
+            replay: ReplayMemory::new(),
+            augmenter,
+            optimizer: None,
+            counters: Counters::default(),
+            matrices: BTreeMap::new(),
+            config_hash,
+            log: None,
+        })
+    }
+
+    fn protocols(&self) -> Vec<Protocol> {
+        let mut p = vec![Protocol::Classifier, Protocol::ClassifierSeen];
+        if self.cfg.eval.knn {
+            p.push(Protocol::Knn);
+        }
+        if self.cfg.eval.linear {
+            p.push(Protocol::Linear);
+        }
+        p
+    }
+
+    fn teacher_mode(&self) -> BnMode {
+        match self.cfg.train.teacher_bn {
+            TeacherBn::Train => BnMode::BatchStats,
+            TeacherBn::Eval => BnMode::Eval,
+        }
+    }
+
+    /// The training indices of "task" `t` (joint: every task at once).
+    fn task_indices(&self, t: usize) -> Vec<u32> {
+        if self.cfg.strategy == StrategyKind::Joint {
+            (0..self.stream.num_tasks())
+                .flat_map(|k| self.stream.indices(&self.data.train, k))
+                .collect()
+        } else {
+            self.stream.indices(&self.data.train, t)
+        }
+    }
+
+    /// Number of training phases: T tasks, one for joint, none for random.
+    fn phases(&self) -> usize {
+        match self.cfg.strategy {
+            StrategyKind::Joint => 1,
+            StrategyKind::Random => 0,
+            _ => self.stream.num_tasks(),
+        }
+    }
+
+    fn steps_per_epoch(&self, n: usize) -> usize {
+        (n / self.cfg.train.batch_size).max(1)
+    }
+
+    fn run(&mut self, sink: &mut dyn EventSink, resumed: bool) -> Result<RunStatus, CoreError> {
+        sink.event(&Event::RunStart {
+            strategy: self.cfg.strategy.to_string(),
+            num_tasks: self.stream.num_tasks(),
+            start_task: self.counters.task,
+            resumed,
+        });
+        if self.cfg.strategy == StrategyKind::Random && self.counters.task == 0 && !self.counters.eval_pending {
+            self.counters.eval_pending = true;
+        }
+        let phases = self.phases().max(1);
+        while self.counters.task < phases {
+            let t = self.counters.task;
+            if !self.counters.eval_pending {
+                if let Some(ckpt) = self.train_task(t, sink)? {
+                    return Ok(RunStatus::Interrupted { checkpoint: ckpt });
+                }
+            }
+            self.evaluate(t, sink)?;
+            if self.cfg.strategy.uses_replay() {
+                let idx = self.task_indices(t);
+                let mask = labelled_mask(&self.data.train, &idx, self.cfg.data.label_fraction, self.cfg.seed, t);
+                let labelled: Vec<u32> = idx.iter().zip(&mask).filter(|(_, m)| **m).map(|(i, _)| *i).collect();
+                let size = if self.cfg.data.replay_count > 0 {
+                    ReplaySize::Count(self.cfg.data.replay_count)
+                } else {
+                    ReplaySize::Fraction(self.cfg.data.replay_fraction)
+                };
+                self.replay.add_task(&self.data.train, &labelled, size, self.cfg.seed, t);
+            }
+            self.counters = Counters {
+                task: t + 1,
+                epoch: 0,
+                step_in_epoch: 0,
+                global_step: self.counters.global_step,
+                eval_pending: false,
+            };
+            self.optimizer = None;
+            self.frozen = None;
+            let task_ckpt = self
+                .opts
+                .dir
+                .join(files::CHECKPOINTS)
+                .join(format!("task_{t}.safetensors"));
+            self.save_checkpoint(&task_ckpt)?;
+            self.save_checkpoint(&self.opts.dir.join(files::CHECKPOINTS).join(files::LATEST))?;
+            sink.event(&Event::Checkpoint {
+                path: task_ckpt.display().to_string(),
+            });
+            sink.event(&Event::TaskEnd { task: t });
+        }
+        self.finish()?;
+        Ok(RunStatus::Finished)
+    }
+
+    /// Train task `t` from the current counters. Returns the checkpoint path if interrupted.
+    fn train_task(&mut self, t: usize, sink: &mut dyn EventSink) -> Result<Option<PathBuf>, CoreError> {
+        let indices = self.task_indices(t);
+        if indices.is_empty() {
+            return Err(CoreError::Invalid(format!("task {t} has no training images")));
+        }
+        let mask = labelled_mask(&self.data.train, &indices, self.cfg.data.label_fraction, self.cfg.seed, t);
+        let visible: HashMap<u32, i64> = indices
+            .iter()
+            .zip(&mask)
+            .map(|(&i, &m)| (i, if m { i64::from(self.data.train.label(i as usize)) } else { -1 }))
+            .collect();
+        let spe = self.steps_per_epoch(indices.len());
+        let total_steps = spe * self.cfg.train.epochs;
+        let warmup = (self.cfg.train.warmup_epochs * spe as f64).round() as usize;
+        let schedule = WarmupCosine {
+            base_lr: self.cfg.train.lr,
+            warmup_steps: warmup.min(total_steps),
+            total_steps,
+            warmup_start_lr: 0.0,
+            min_lr: 0.0,
+        };
+        let fresh_task = self.counters.epoch == 0 && self.counters.step_in_epoch == 0;
+        if t > 0 && self.frozen.is_none() && self.distilling() {
+            self.frozen = Some(Frozen::snapshot(&self.online, &self.spec, self.teacher_mode(), &self.opts.device)?);
+        }
+        if self.optimizer.is_none() {
+            self.optimizer = Some(self.build_optimizer());
+        }
+        let done = self.counters.epoch * spe + self.counters.step_in_epoch;
+        sink.event(&Event::TaskStart {
+            task: t,
+            total_steps,
+            done_steps: done,
+            images: indices.len(),
+        });
+        if fresh_task {
+            self.log_json(&serde_json::json!({"event": "task_start", "task": t, "images": indices.len(),
+                "classes": self.task_classes(t), "total_steps": total_steps, "time": now_rfc3339()}))?;
+        }
+        let replay_batch = if self.cfg.strategy.uses_replay() && !self.replay.is_empty() {
+            self.cfg.data.replay_batch
+        } else {
+            0
+        };
+        while self.counters.epoch < self.cfg.train.epochs {
+            let e = self.counters.epoch;
+            let epoch_start = Instant::now();
+            let drop_last = indices.len() >= self.cfg.train.batch_size;
+            let batches = shuffled_batches(&indices, self.cfg.train.batch_size, self.cfg.seed, t, e, drop_last);
+            let first = self.counters.step_in_epoch;
+            let plans: Vec<Vec<Item>> = batches
+                .iter()
+                .enumerate()
+                .skip(first)
+                .map(|(s, b)| {
+                    let mut items: Vec<Item> = b.iter().map(|&i| Item { index: i, label: visible[&i] }).collect();
+                    if replay_batch > 0 {
+                        let step_key = (e * spe + s) as u64;
+                        for i in self.replay.sample(replay_batch, self.cfg.seed, t, step_key) {
+                            items.push(Item {
+                                index: i,
+                                label: i64::from(self.data.train.label(i as usize)),
+                            });
+                        }
+                    }
+                    items
+                })
+                .collect();
+            // One augmentation key per step: a replayed image drawn at two steps gets two different views.
+            let keyed: Vec<(Vec<Item>, u64)> = plans
+                .into_iter()
+                .enumerate()
+                .map(|(k, items)| (items, step_key(t, e, first + k)))
+                .collect();
+            let prefetch = prefetch(&self.data.train, keyed, &self.augmenter, self.cfg.seed, &self.opts.device);
+            let mut sums: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
+            for batch in prefetch {
+                let batch = batch?;
+                let s = self.counters.step_in_epoch;
+                let step_in_task = e * spe + s;
+                let lr = schedule.lr(step_in_task);
+                let t0 = Instant::now();
+                let terms = self.step(&batch, t, step_in_task, total_steps, lr)?;
+                let ips = batch.indices.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                for tv in &terms {
+                    let entry = sums.entry(tv.term).or_insert((0.0, 0));
+                    entry.0 += tv.value;
+                    entry.1 += 1;
+                }
+                self.counters.step_in_epoch += 1;
+                self.counters.global_step += 1;
+                if self.counters.global_step % self.opts.log_every.max(1) as u64 == 0 {
+                    self.log_json(&serde_json::json!({"event": "step", "task": t, "epoch": e, "step": step_in_task,
+                        "global_step": self.counters.global_step, "lr": lr,
+                        "loss": terms.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
+                        "images_per_s": ips}))?;
+                }
+                sink.event(&Event::Step {
+                    task: t,
+                    epoch: e,
+                    step: step_in_task,
+                    total_steps,
+                    lr,
+                    terms,
+                    images_per_s: ips,
+                });
+                let every = self.cfg.train.checkpoint_every;
+                if every > 0 && self.counters.global_step % every as u64 == 0 {
+                    self.save_latest(sink)?;
+                }
+                let forced = self.opts.stop_after_steps.is_some_and(|n| self.counters.global_step >= n);
+                if self.opts.stop.load(Ordering::SeqCst) || forced {
+                    let path = self.save_latest(sink)?;
+                    return Ok(Some(path));
+                }
+            }
+            let means: Vec<TermValue> = sums
+                .iter()
+                .map(|(k, (s, n))| TermValue {
+                    term: k,
+                    value: s / *n as f64,
+                })
+                .collect();
+            self.log_json(&serde_json::json!({"event": "epoch", "task": t, "epoch": e,
+                "loss": means.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
+                "seconds": epoch_start.elapsed().as_secs_f64()}))?;
+            sink.event(&Event::EpochEnd {
+                task: t,
+                epoch: e,
+                terms: means,
+                seconds: epoch_start.elapsed().as_secs_f64(),
+            });
+            self.counters.epoch += 1;
+            self.counters.step_in_epoch = 0;
+            if self.counters.epoch < self.cfg.train.epochs {
+                self.save_latest(sink)?;
+            }
+        }
+        self.counters.eval_pending = true;
+        self.save_latest(sink)?;
+        Ok(None)
+    }
+
+    fn distilling(&self) -> bool {
+        let fe = self.cfg.feature_distill_weight().unwrap_or(0.0) > 0.0;
+        fe || self.cfg.classifier_distill_weight() > 0.0
+    }
+
+    fn task_classes(&self, t: usize) -> Vec<u16> {
+        if self.cfg.strategy == StrategyKind::Joint {
+            self.stream.class_order().to_vec()
+        } else {
+            self.stream.task_classes(t).to_vec()
+        }
+    }
+
+    fn build_optimizer(&self) -> Optimizer {
+        let tc = &self.cfg.train;
+        let mut main = Vec::new();
+        for p in [prefix::BACKBONE, prefix::PROJECTOR, prefix::PREDICTOR, prefix::DISTILL_PREDICTOR] {
+            main.extend(kaizen_models::params::trainable(&self.online.varmap, &format!("{p}.")));
+        }
+        let groups = vec![
+            ParamGroup {
+                name: "main".into(),
+                vars: main,
+                lr_scale: 1.0,
+                weight_decay: tc.weight_decay,
+                lars: tc.optimizer == OptimizerName::Lars,
+            },
+            ParamGroup {
+                name: "classifier".into(),
+                vars: kaizen_models::params::trainable(&self.online.varmap, &format!("{}.", prefix::CLASSIFIER)),
+                lr_scale: if tc.lr > 0.0 { tc.classifier_lr / tc.lr } else { 0.0 },
+                weight_decay: 0.0,
+                lars: tc.optimizer == OptimizerName::Lars,
+            },
+        ];
+        let cfg = OptimConfig {
+            kind: match tc.optimizer {
+                OptimizerName::Sgd => OptimizerKind::Sgd,
+                OptimizerName::Lars => OptimizerKind::Lars,
+            },
+            momentum: tc.momentum,
+            weight_decay: tc.weight_decay,
+            lars_eta: tc.lars_eta,
+            lars_clip: true,
+            exclude_bias_n_norm: true,
+        };
+        Optimizer::new(cfg, groups)
+    }
+
+    /// One optimiser step; returns the unweighted terms and the weighted total.
+    fn step(
+        &mut self,
+        batch: &kaizen_data::Batch,
+        t: usize,
+        step_in_task: usize,
+        total_steps: usize,
+        lr: f64,
+    ) -> Result<Vec<TermValue>, CoreError> {
+        let cfg = &self.cfg;
+        let (w_ssl, w_fe, w_ce, w_ckd) = (
+            cfg.loss.ssl,
+            cfg.feature_distill_weight()?,
+            cfg.loss.classifier_ce,
+            cfg.classifier_distill_weight(),
+        );
+        let on = &self.online;
+        let h1 = on.backbone.forward(&batch.view1, BnMode::Train)?;
+        let h2 = on.backbone.forward(&batch.view2, BnMode::Train)?;
+        let z1 = on.projector.forward(&h1, BnMode::Train)?;
+        let z2 = on.projector.forward(&h2, BnMode::Train)?;
+        let mut parts: Vec<(&'static str, f64, Tensor)> = Vec::new();
+        if w_ssl > 0.0 {
+            let ssl = self.method.loss(
+                on,
+                &SslInputs {
+                    x1: &batch.view1,
+                    x2: &batch.view2,
+                    z1: &z1,
+                    z2: &z2,
+                },
+            )?;
+            parts.push(("ssl", w_ssl, ssl));
+        }
+        let frozen = self.frozen.as_ref().filter(|_| t > 0);
+        let need_logits = w_ce > 0.0 || (w_ckd > 0.0 && frozen.is_some());
+        let logits = if need_logits {
+            let (f1, f2) = if cfg.train.classifier_detach {
+                (h1.detach(), h2.detach())
+            } else {
+                (h1.clone(), h2.clone())
+            };
+            Some((
+                on.classifier.forward(&f1, BnMode::Train)?,
+                on.classifier.forward(&f2, BnMode::Train)?,
+            ))
+        } else {
+            None
+        };
+        if let (true, Some((l1, l2))) = (w_ce > 0.0, &logits) {
+            let ce = (loss::masked_ce(l1, &batch.labels)? + loss::masked_ce(l2, &batch.labels)?)?;
+            parts.push(("cls_ce", w_ce, ce));
+        }
+        if let Some(frozen) = frozen {
+            let o1 = frozen.forward(&batch.view1)?;
+            let o2 = frozen.forward(&batch.view2)?;
+            if w_fe > 0.0 {
+                let p1 = on.distill_predictor.forward(&z1, BnMode::Train)?;
+                let p2 = on.distill_predictor.forward(&z2, BnMode::Train)?;
+                parts.push(("fe_kd", w_fe, self.distiller.loss(&p1, &p2, &o1.z, &o2.z)?));
+            }
+            if let (true, Some((l1, l2))) = (w_ckd > 0.0, &logits) {
+                let tt = cfg.loss.distill_temperature;
+                let kd = ((loss::soft_ce(l1, &o1.logits, tt)? + loss::soft_ce(l2, &o2.logits, tt)?)? * 0.5)?;
+                parts.push(("cls_kd", w_ckd, kd));
+            }
+        }
+        let mut values = Vec::with_capacity(parts.len() + 1);
+        let mut total: Option<Tensor> = None;
+        let mut total_value = 0.0;
+        for (name, w, tensor) in &parts {
+            let v = f64::from(tensor.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+            if !v.is_finite() {
+                return Err(CoreError::NonFinite {
+                    term: (*name).to_string(),
+                    task: t,
+                    step: step_in_task,
+                    value: v,
+                });
+            }
+            total_value += w * v;
+            values.push(TermValue { term: name, value: v });
+            let weighted = (tensor * *w)?;
+            total = Some(match total {
+                None => weighted,
+                Some(acc) => (acc + weighted)?,
+            });
+        }
+        values.push(TermValue {
+            term: "total",
+            value: total_value,
+        });
+        let Some(total) = total else {
+            return Err(CoreError::Invalid(
+                "every loss term is switched off (all weights are 0): nothing to train".into(),
+            ));
+        };
+        let grads = total.backward()?;
+        if let Some(opt) = self.optimizer.as_mut() {
+            opt.step(&grads, lr)?;
+        }
+        self.method.after_step(&self.online, step_in_task + 1, total_steps)?;
+        Ok(values)
+    }
+
+    fn evaluate(&mut self, t: usize, sink: &mut dyn EventSink) -> Result<(), CoreError> {
+        let row_task = if self.cfg.strategy == StrategyKind::Joint {
+            self.stream.num_tasks() - 1
+        } else if self.cfg.strategy == StrategyKind::Random {
+            usize::MAX
+        } else {
+            t
+        };
+        let ed = EvalData {
+            data: &self.data,
+            stream: &self.stream,
+            online: &self.online,
+            device: &self.opts.device,
+            cfg: &self.cfg,
+        };
+        let rows = eval::evaluate_after(&ed, row_task, &self.protocols())?;
+        for (p, row) in rows {
+            self.log_json(&serde_json::json!({"event": "eval", "after_task": t, "protocol": p.name(), "row": row}))?;
+            sink.event(&Event::Eval {
+                task: t,
+                protocol: p.name().to_string(),
+                row: row.clone(),
+            });
+            self.matrices.entry(p.name().to_string()).or_default().push(row);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), CoreError> {
+        eval::write_results(&self.opts.dir, &self.cfg, &self.stream, &self.data, &self.matrices)?;
+        self.write_manifest(true)?;
+        self.log_json(&serde_json::json!({"event": "finished", "time": now_rfc3339()}))?;
+        Ok(())
+    }
+
+    fn save_latest(&mut self, sink: &mut dyn EventSink) -> Result<PathBuf, CoreError> {
+        let p = self.opts.dir.join(files::CHECKPOINTS).join(files::LATEST);
+        self.save_checkpoint(&p)?;
+        sink.event(&Event::Checkpoint {
+            path: p.display().to_string(),
+        });
+        Ok(p)
+    }
+
+    fn save_checkpoint(&self, path: &Path) -> Result<(), CoreError> {
+        let mut tensors: Vec<(String, Tensor)> = crate::network::sorted_tensors(&self.online.varmap)?
+            .into_iter()
+            .map(|(k, v)| (format!("online.{k}"), v))
+            .collect();
+        tensors.extend(self.method.state()?.into_iter().map(|(k, v)| (format!("method.{k}"), v)));
+        if let Some(f) = &self.frozen {
+            tensors.extend(f.tensors().into_iter().map(|(k, v)| (format!("frozen.{k}"), v)));
+        }
+        if let Some(o) = &self.optimizer {
+            tensors.extend(o.state().into_iter().map(|(k, v)| (format!("optim.{k}"), v)));
+        }
+        let replay = self.replay.indices().to_vec();
+        let n = replay.len();
+        tensors.push((
+            "replay.indices".into(),
+            Tensor::from_vec(replay, n, &Device::Cpu)?,
+        ));
+        let state = TrainState {
+            counters: self.counters,
+            matrices: self.matrices.clone(),
+            config_hash: self.config_hash.clone(),
+        };
+        let mut manifest = Manifest::new(serde_json::json!({"backbone": self.spec.backbone, "network": self.spec}));
+        manifest.seed = self.cfg.seed;
+        manifest.task_index = Some(self.counters.task);
+        manifest.class_order = self.stream.class_order().iter().map(|&c| usize::from(c)).collect();
+        manifest.config_hash = self.config_hash.clone();
+        manifest.extra = serde_json::to_value(&state).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+        checkpoint::save(path, &tensors, &manifest)?;
+        Ok(())
+    }
+
+    fn restore(&mut self, path: &Path) -> Result<(), CoreError> {
+        let (tensors, manifest) = checkpoint::load(path, &self.opts.device)?;
+        let state: TrainState = serde_json::from_value(manifest.extra.clone()).map_err(|e| {
+            CoreError::Invalid(format!("{}: not a kaizen training checkpoint ({e})", path.display()))
+        })?;
+        if state.config_hash != self.config_hash {
+            return Err(CoreError::Invalid(format!(
+                "{} was written for another configuration (config hash {} vs {} of {}): \
+                 restore the run's original config.toml or start a new run",
+                path.display(),
+                state.config_hash,
+                self.config_hash,
+                self.opts.dir.join(files::CONFIG).display()
+            )));
+        }
+        let tensors: HashMap<String, Tensor> = tensors.into_iter().collect();
+        crate::network::load_vars(&self.online.varmap, &tensors, "online.")?;
+        let strip = |p: &str| -> HashMap<String, Tensor> {
+            tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(p).map(|s| (s.to_string(), v.clone())))
+                .collect()
+        };
+        self.method.load_state(&strip("method."))?;
+        let frozen = strip("frozen.");
+        if !frozen.is_empty() {
+            self.frozen = Some(Frozen::from_tensors(frozen, &self.spec, self.teacher_mode(), &self.opts.device)?);
+        }
+        let optim = strip("optim.");
+        if !optim.is_empty() {
+            let mut o = self.build_optimizer();
+            o.load_state(&optim)?;
+            self.optimizer = Some(o);
+        }
+        let replay = tensors
+            .get("replay.indices")
+            .ok_or_else(|| CoreError::MissingTensor(format!("replay.indices in {}", path.display())))?
+            .to_vec1::<u32>()?;
+        self.replay = ReplayMemory::from_indices(replay);
+        self.counters = state.counters;
+        self.matrices = state.matrices;
+        Ok(())
+    }
+
+    fn write_manifest(&self, finished: bool) -> Result<(), CoreError> {
+        let path = self.opts.dir.join(files::MANIFEST);
+        let mut m: serde_json::Value = if path.exists() {
+            let text = fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+            serde_json::from_str(&text).map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?
+        } else {
+            serde_json::json!({
+                "format": "kaizen-run",
+                "schema": 1,
+                "start_time": now_rfc3339(),
+                "seed": self.cfg.seed,
+                "strategy": self.cfg.strategy,
+                "config": self.cfg,
+                "config_hash": self.config_hash,
+                "dataset": {"name": self.cfg.data.dataset, "train_images": self.data.train.len(),
+                            "test_images": self.data.test.len(), "num_classes": self.data.num_classes},
+                "stream": self.stream.describe(),
+                "class_order": self.stream.class_order(),
+                "effective_weights": {
+                    "ssl": self.cfg.loss.ssl,
+                    "fe_kd": self.cfg.feature_distill_weight()?,
+                    "cls_ce": self.cfg.loss.classifier_ce,
+                    "cls_kd": self.cfg.classifier_distill_weight(),
+                },
+                "distiller": self.cfg.distiller_kind()?.to_string(),
+                "teacher_bn": self.cfg.train.teacher_bn,
+                "replay": self.cfg.strategy.uses_replay(),
+                "network": self.spec,
+                "threads": rayon::current_num_threads(),
+                "device": format!("{:?}", self.opts.device),
+                "provenance": self.opts.provenance,
+            })
+        };
+        if finished {
+            m["end_time"] = serde_json::json!(now_rfc3339());
+        }
+        let text = serde_json::to_string_pretty(&m).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        write_atomic(&path, text.as_bytes())
+    }
+
+    fn log_json(&mut self, v: &serde_json::Value) -> Result<(), CoreError> {
+        let path = self.opts.dir.join(files::METRICS);
+        if self.log.is_none() {
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?;
+            self.log = Some(f);
+        }
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        writeln!(log, "{v}").map_err(|e| io_err(&path, e))?;
+        log.flush().map_err(|e| io_err(&path, e))
+    }
+}
+
+/// Augmentation key of step `s` of epoch `e` of task `t` (distinct for every step of a run).
+fn step_key(t: usize, e: usize, s: usize) -> u64 {
+    ((t as u64) << 48) | ((e as u64) << 24) | s as u64
+}
+
+/// Build the batches on a background thread, two ahead of the trainer; each with its own augmentation key.
+/// Dropping the iterator early stops the thread at its next send.
+fn prefetch(
+    split: &Split,
+    batches: Vec<(Vec<Item>, u64)>,
+    aug: &Augmenter,
+    seed: u64,
+    device: &Device,
+) -> impl Iterator<Item = Result<Batch, kaizen_data::DataError>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(2);
+    let (split, aug, device) = (split.clone(), aug.clone(), device.clone());
+    std::thread::spawn(move || {
+        for (items, key) in batches {
+            if tx.send(two_view_batch(&split, &items, &aug, seed, key, &device)).is_err() {
+                return;
+            }
+        }
+    });
+    rx.into_iter()
+}
+
+/// Write a file atomically: temp file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+    }
+    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> CoreError {
+    CoreError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Current UTC time as RFC 3339 (seconds).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
