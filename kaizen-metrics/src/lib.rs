@@ -9,14 +9,14 @@
 //! # Metrics (exactly these definitions; [`summarize`] computes them all)
 //! | name | formula | undefined (`None` / JSON `null`) when |
 //! |---|---|---|
-//! | `final_accuracy` | (1/T) * sum_j R[T-1][j] | never |
-//! | `average_incremental_accuracy` | (1/T) * sum_i A_i, A_i = (1/(i+1)) * sum_{j<=i} R[i][j] | never |
-//! | `per_task_forgetting` f_j (j < T-1) | max_{l in [j, T-2]} R[l][j] - R[T-1][j] | T = 1 (empty list) |
-//! | `forgetting` | (1/(T-1)) * sum_{j<T-1} f_j | T = 1 |
-//! | `backward_transfer` | (1/(T-1)) * sum_{j<T-1} (R[T-1][j] - R[j][j]) | T = 1 |
-//! | `forward_transfer` | (1/(T-1)) * sum_{j>=1} (R[j-1][j] - b_j) | T = 1, no b, or a cell R[j-1][j] missing |
-//! | `plasticity` | (1/T) * sum_j R[j][j] | never |
-//! | `intransigence` | (1/T) * sum_j (a*_j - R[j][j]) | no a* |
+//! | `final_accuracy` | `(1/T) * sum_j R[T-1][j]` | never |
+//! | `average_incremental_accuracy` | `(1/T) * sum_i A_i, A_i = (1/(i+1)) * sum_{j<=i} R[i][j]` | never |
+//! | `per_task_forgetting` f_j (j < T-1) | `max_{l in [j, T-2]} R[l][j] - R[T-1][j]` | T = 1 (empty list) |
+//! | `forgetting` | `(1/(T-1)) * sum_{j<T-1} f_j` | T = 1 |
+//! | `backward_transfer` | `(1/(T-1)) * sum_{j<T-1} (R[T-1][j] - R[j][j])` | T = 1 |
+//! | `forward_transfer` | `(1/(T-1)) * sum_{j>=1} (R[j-1][j] - b_j)` | T = 1, no b, or a cell `R[j-1][j]` missing |
+//! | `plasticity` | `(1/T) * sum_j R[j][j]` | never |
+//! | `intransigence` | `(1/T) * sum_j (a*_j - R[j][j])` | no a* |
 //!
 //! b_j = accuracy on task j of a randomly initialised model under the same protocol; a*_j = accuracy on task j of
 //! the jointly trained model. "Average continual performance" in the Kaizen paper is `average_incremental_accuracy`.

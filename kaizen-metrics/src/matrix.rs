@@ -238,7 +238,7 @@ impl AccuracyMatrix {
             .count()
     }
 
-    /// The mean of the cells `j <= i` of row `i`: A_i = (1/(i+1)) * sum_{j<=i} R[i][j] (accuracy on the tasks seen so
+    /// The mean of the cells `j <= i` of row `i`: `A_i = (1/(i+1)) * sum_{j<=i} R[i][j]` (accuracy on the tasks seen so
     /// far after task `i`). `None` if a needed cell is missing or `i >= T`.
     pub fn seen_average(&self, i: usize) -> Option<f64> {
         let row = self.cells.get(i)?;

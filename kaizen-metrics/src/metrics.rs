@@ -8,7 +8,7 @@ use crate::matrix::{is_fraction, looks_like_percent};
 use crate::{AccuracyMatrix, MetricsError};
 use serde::{Deserialize, Serialize};
 
-/// final_accuracy = (1/T) * sum_j R[T-1][j]: mean accuracy over all tasks after the last one.
+/// `final_accuracy = (1/T) * sum_j R[T-1][j]`: mean accuracy over all tasks after the last one.
 pub fn final_accuracy(r: &AccuracyMatrix) -> Option<f64> {
     let t = r.num_tasks();
     let mut sum = 0.0;
@@ -18,7 +18,7 @@ pub fn final_accuracy(r: &AccuracyMatrix) -> Option<f64> {
     Some(sum / t as f64)
 }
 
-/// average_incremental_accuracy = (1/T) * sum_i A_i with A_i = (1/(i+1)) * sum_{j<=i} R[i][j]
+/// `average_incremental_accuracy = (1/T) * sum_i A_i` with `A_i = (1/(i+1)) * sum_{j<=i} R[i][j]`
 /// ("average continual performance" in the Kaizen paper).
 pub fn average_incremental_accuracy(r: &AccuracyMatrix) -> Option<f64> {
     let t = r.num_tasks();
@@ -29,7 +29,7 @@ pub fn average_incremental_accuracy(r: &AccuracyMatrix) -> Option<f64> {
     Some(sum / t as f64)
 }
 
-/// per-task forgetting f_j = max_{l in [j, T-2]} R[l][j] - R[T-1][j] for j < T-1 (Chaudhry et al. 2018; the last
+/// per-task forgetting `f_j = max_{l in [j, T-2]} R[l][j] - R[T-1][j]` for j < T-1 (Chaudhry et al. 2018; the last
 /// task is excluded). T - 1 entries; empty when T = 1. `None` only if a needed cell is missing.
 pub fn per_task_forgetting(r: &AccuracyMatrix) -> Option<Vec<f64>> {
     let t = r.num_tasks();
@@ -50,7 +50,7 @@ pub fn forgetting(r: &AccuracyMatrix) -> Option<f64> {
     mean(&per_task_forgetting(r)?)
 }
 
-/// backward_transfer = (1/(T-1)) * sum_{j<T-1} (R[T-1][j] - R[j][j]) (Lopez-Paz and Ranzato 2017); `None` when T = 1.
+/// `backward_transfer = (1/(T-1)) * sum_{j<T-1} (R[T-1][j] - R[j][j])` (Lopez-Paz and Ranzato 2017); `None` when T = 1.
 pub fn backward_transfer(r: &AccuracyMatrix) -> Option<f64> {
     let t = r.num_tasks();
     let mut diffs = Vec::with_capacity(t.saturating_sub(1));
@@ -60,9 +60,9 @@ pub fn backward_transfer(r: &AccuracyMatrix) -> Option<f64> {
     mean(&diffs)
 }
 
-/// forward_transfer = (1/(T-1)) * sum_{j>=1} (R[j-1][j] - b_j), where b_j is the accuracy on task j of a randomly
+/// `forward_transfer = (1/(T-1)) * sum_{j>=1} (R[j-1][j] - b_j)`, where b_j is the accuracy on task j of a randomly
 /// initialised model under the same protocol (Lopez-Paz and Ranzato 2017). `None` when T = 1, when `baseline` does
-/// not have T entries, or when a super-diagonal cell R[j-1][j] is missing (protocols that skip unseen tasks).
+/// not have T entries, or when a super-diagonal cell `R[j-1][j]` is missing (protocols that skip unseen tasks).
 pub fn forward_transfer(r: &AccuracyMatrix, baseline: &[f64]) -> Option<f64> {
     let t = r.num_tasks();
     if baseline.len() != t {
@@ -75,7 +75,7 @@ pub fn forward_transfer(r: &AccuracyMatrix, baseline: &[f64]) -> Option<f64> {
     mean(&diffs)
 }
 
-/// plasticity = (1/T) * sum_j R[j][j]: mean accuracy on each task right after learning it.
+/// `plasticity = (1/T) * sum_j R[j][j]`: mean accuracy on each task right after learning it.
 pub fn plasticity(r: &AccuracyMatrix) -> Option<f64> {
     let t = r.num_tasks();
     let mut diag = Vec::with_capacity(t);
@@ -85,7 +85,7 @@ pub fn plasticity(r: &AccuracyMatrix) -> Option<f64> {
     mean(&diag)
 }
 
-/// intransigence = (1/T) * sum_j (a*_j - R[j][j]), where a*_j is the accuracy on task j of the jointly trained
+/// `intransigence = (1/T) * sum_j (a*_j - R[j][j])`, where a*_j is the accuracy on task j of the jointly trained
 /// model. `None` when `joint` does not have T entries.
 pub fn intransigence(r: &AccuracyMatrix, joint: &[f64]) -> Option<f64> {
     let t = r.num_tasks();
@@ -122,7 +122,7 @@ pub struct Summary {
     pub forgetting: Option<f64>,
     /// See [`backward_transfer`]; `null` when T = 1.
     pub backward_transfer: Option<f64>,
-    /// See [`forward_transfer`]; `null` when T = 1, without a baseline, or without the cells R[j-1][j].
+    /// See [`forward_transfer`]; `null` when T = 1, without a baseline, or without the cells `R[j-1][j]`.
     pub forward_transfer: Option<f64>,
     /// See [`plasticity`].
     pub plasticity: Option<f64>,

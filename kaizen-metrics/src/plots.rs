@@ -296,8 +296,8 @@ fn curves_size(t: usize) -> (u32, u32) {
 }
 
 /// Writes the accuracy-per-task curves of `r` to `path` (PNG, or SVG for `.svg`): x = after training task i,
-/// y = accuracy in %, one coloured line per task j over the steps i >= j where it was trained (R[i][j]), plus the
-/// average accuracy over the seen tasks A_i = (1/(i+1)) sum_{j<=i} R[i][j] as a thick black line. Missing cells are
+/// y = accuracy in %, one coloured line per task j over the steps i >= j where it was trained (`R[i][j]`), plus the
+/// average accuracy over the seen tasks `A_i = (1/(i+1)) sum_{j<=i} R[i][j]` as a thick black line. Missing cells are
 /// skipped.
 pub fn plot_curves(path: &Path, r: &AccuracyMatrix, protocol: &str) -> Result<()> {
     let size = curves_size(r.num_tasks());
@@ -340,6 +340,7 @@ fn draw_curves<DB: DrawingBackend>(
         .x_label_formatter(&|x| format!("{}", x.round() as i64))
         .y_label_formatter(&|y| format!("{y:.0}"))
         .y_labels(11)
+        .y_max_light_lines(1)
         .light_line_style(RGBColor(238, 238, 238))
         .bold_line_style(RGBColor(215, 215, 215))
         .label_style(("sans-serif", 15))
@@ -367,9 +368,11 @@ fn draw_curves<DB: DrawingBackend>(
         .draw_series(LineSeries::new(avg.clone(), BLACK.stroke_width(4)))
         .map_err(&err)?;
     chart
-        .draw_series(avg.iter().map(|&(x, y)| {
-            Rectangle::new([(x - 0.04, y - 1.2), (x + 0.04, y + 1.2)], BLACK.filled())
-        }))
+        // Square markers of a fixed pixel size, whatever the axis scale.
+        .draw_series(
+            avg.iter()
+                .map(|&p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], BLACK.filled())),
+        )
         .map_err(&err)?;
     entries.push(("average (seen tasks)".into(), BLACK, 4));
     let top = chart.plotting_area().get_pixel_range().1.start;
