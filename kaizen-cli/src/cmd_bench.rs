@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
 use kaizen_models::linear::Linear;
@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Use candle's own conv / batch-norm compositions instead of the fast kernels (A/B comparison).
     #[arg(long)]
     reference_kernels: bool,
+    /// Update the parameters with the fused in-place SGD kernel (`ops::sgd_momentum_update`) instead
+    /// of `kaizen_models::optim::Optimizer` (same arithmetic; shows what the fused update saves).
+    #[arg(long)]
+    fused_sgd: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -87,6 +91,49 @@ fn soft_ce(logits: &Tensor, target_logits: &Tensor) -> candle_core::Result<Tenso
     let p = candle_nn::ops::softmax_last_dim(&target_logits.detach())?;
     let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     (p * lp)?.sum(D::Minus1)?.mean_all()?.neg()
+}
+
+/// The parameter update of a bench step: the project's optimiser or the fused kernel.
+enum Sgd {
+    Optim(Optimizer),
+    /// (parameter, zero-initialised momentum buffer) pairs.
+    Fused(Vec<(Var, Tensor)>),
+}
+
+impl Sgd {
+    fn new(vm: &VarMap, prefixes: &[&str], fused: bool) -> Result<Self> {
+        if !fused {
+            return Ok(Self::Optim(sgd(vm, prefixes)));
+        }
+        let mut pairs = Vec::new();
+        for (_, v) in prefixes.iter().flat_map(|p| params::trainable(vm, p)) {
+            let buf = v.as_tensor().zeros_like()?;
+            pairs.push((v, buf));
+        }
+        Ok(Self::Fused(pairs))
+    }
+
+    fn step(&mut self, grads: &candle_core::backprop::GradStore) -> Result<()> {
+        match self {
+            Self::Optim(o) => o.step(grads, LR)?,
+            Self::Fused(pairs) => {
+                for (v, buf) in pairs.iter() {
+                    if let Some(g) = grads.get(v.as_tensor()) {
+                        ops::sgd_momentum_update(
+                            v.as_tensor(),
+                            g,
+                            buf,
+                            LR,
+                            MOMENTUM,
+                            WEIGHT_DECAY,
+                            1.0,
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// SGD with momentum and weight decay on every trainable tensor under `prefixes` (as torch's SGD).
@@ -138,7 +185,7 @@ fn supervised_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     let backbone = ResNet::new(&cfg, vb.pp("backbone"))?;
     let head = Linear::new(cfg.out_dim(), a.classes, vb.pp("head"))?;
     init::init_vars(&vm, SEED)?;
-    let mut opt = sgd(&vm, &[""]);
+    let mut opt = Sgd::new(&vm, &[""], a.fused_sgd)?;
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let x = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
     let y = labels(a, dev)?;
@@ -149,7 +196,7 @@ fn supervised_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
         let fwd = ms_since(&mut t);
         let grads = loss.backward()?;
         let bwd = ms_since(&mut t);
-        opt.step(&grads, LR)?;
+        opt.step(&grads)?;
         let loss = loss.to_scalar::<f32>()?;
         Ok((loss, [fwd, bwd, ms_since(&mut t), 0.0]))
     }))
@@ -192,16 +239,14 @@ fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     let f_backbone = ResNet::new(&cfg, frozen_vb(&vm, "backbone.", dev)?)?;
     let f_projector = Mlp::new(&proj_cfg, frozen_vb(&vm, "projector.", dev)?)?;
     let f_classifier = Mlp::new(&cls_cfg, frozen_vb(&vm, "classifier.", dev)?)?;
-    let mut opt = sgd(
-        &vm,
-        &[
-            "backbone.",
-            "projector.",
-            "predictor.",
-            "distill.",
-            "classifier.",
-        ],
-    );
+    let prefixes = [
+        "backbone.",
+        "projector.",
+        "predictor.",
+        "distill.",
+        "classifier.",
+    ];
+    let mut opt = Sgd::new(&vm, &prefixes, a.fused_sgd)?;
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let x1 = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
     let x2 = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
@@ -232,7 +277,7 @@ fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
         let fwd = ms_since(&mut t);
         let grads = loss.backward()?;
         let bwd = ms_since(&mut t);
-        opt.step(&grads, LR)?;
+        opt.step(&grads)?;
         let loss = loss.to_scalar::<f32>()?;
         let opt_ms = ms_since(&mut t);
         ema::ema_update(&tvm, &vm, &pairs, TAU)?;
@@ -251,6 +296,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.width >= 1 && a.classes >= 1 && a.steps >= 1,
         "--width, --classes and --steps must be at least 1"
     );
+    // candle's element-wise ops use a spin-waiting barrier pool; on 2 shared cores its waits for a
+    // descheduled worker dominated the step (measured: 25-30% of samples spinning). Those ops are
+    // memory-bound, so one thread loses little: default CANDLE_NUM_THREADS to 1 unless set. It must
+    // happen before the first candle op creates the pool. The kernels keep RAYON_NUM_THREADS threads.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     ops::set_fast_kernels(!a.reference_kernels);
     let dev = Device::Cpu;
     let mut step = match a.mode {
@@ -303,6 +355,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "width": a.width,
             "batch": a.batch,
             "threads": threads,
+            "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
             "step_ms_median": (med * 100.0).round() / 100.0,
             "step_ms_min": (sorted[0] * 100.0).round() / 100.0,
             "phase_ms_median": {
