@@ -1,6 +1,6 @@
 //! Barlow Twins (Zbontar et al. 2021): the cross-correlation matrix of the two views pulled to identity.
 
-use super::ops::{check_same_matrices, off_diagonal_sq_sum};
+use super::ops::{check_same_matrices, column_mean};
 use candle_core::{bail, Result, Tensor};
 
 /// The epsilon of Barlow Twins' per-dimension standardisation (that of an affine-free BatchNorm1d).
@@ -9,12 +9,9 @@ pub const BARLOW_BN_EPS: f64 = 1e-5;
 /// Standardises each column of `z` (N, D) over the batch: `(z - mean) / sqrt(var + 1e-5)` with the
 /// **biased** variance (what `BatchNorm1d(affine=False)` does in training mode).
 pub fn standardize(z: &Tensor) -> Result<Tensor> {
-    let (n, _) = z.dims2()?;
-    let zc = z.broadcast_sub(&z.mean_keepdim(0)?)?;
-    let std = zc
-        .sqr()?
-        .sum_keepdim(0)?
-        .affine(1.0 / n as f64, BARLOW_BN_EPS)?
+    let zc = z.broadcast_sub(&column_mean(z)?)?;
+    let std = column_mean(&zc.sqr()?)?
+        .affine(1.0, BARLOW_BN_EPS)?
         .sqrt()?;
     zc.broadcast_div(&std)
 }
@@ -38,9 +35,10 @@ pub fn barlow_twins(z1: &Tensor, z2: &Tensor, lambda: f64, scale: f64) -> Result
     let z1n = standardize(z1)?;
     let z2n = standardize(z2)?;
     let c = z1n.t()?.matmul(&z2n)?.affine(1.0 / n as f64, 0.0)?;
-    // The diagonal C_dd = mean_n z1n_nd z2n_nd, computed directly (no D x D mask needed).
-    let diag = (&z1n * &z2n)?.sum(0)?.affine(1.0 / n as f64, -1.0)?;
-    let on = diag.sqr()?.sum_all()?;
-    let off = off_diagonal_sq_sum(&c)?;
+    // The diagonal C_dd = mean_n z1n_nd z2n_nd, computed directly; the off-diagonal sum is
+    // sum(C^2) - sum(C_dd^2) (no D x D mask to build).
+    let c_dd = column_mean(&(&z1n * &z2n)?)?;
+    let on = c_dd.affine(1.0, -1.0)?.sqr()?.sum_all()?;
+    let off = (c.sqr()?.sum_all()? - c_dd.sqr()?.sum_all()?)?;
     (on + off.affine(lambda, 0.0)?)?.affine(scale, 0.0)
 }

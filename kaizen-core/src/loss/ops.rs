@@ -1,5 +1,5 @@
 //! Building blocks shared by the losses: input checks, L2 normalisation, cosine similarity,
-//! a max-subtracted log-softmax, row-wise cross-entropy, additive masks.
+//! column means, a max-subtracted log-softmax, row-wise cross-entropy, the diagonal mask.
 //!
 //! Conventions (those of `shared/reference/README.md`): `normalize(x) = x / max(|x|, 1e-12)` row-wise and
 //! `cos(a, b) = a.b / max(|a| |b|, 1e-12)`. Both are written as `sqrt(max(squared, 1e-24))`, which has
@@ -66,6 +66,15 @@ pub fn check_temperature(op: &str, temperature: f64) -> Result<()> {
     Ok(())
 }
 
+/// Mean of each column over the batch: `z` (N, D) -> (1, D), computed as `ones(1, N) z / N` (a
+/// matrix product: candle reduces over a non-last dimension with a slow strided loop on CPU).
+pub fn column_mean(z: &Tensor) -> Result<Tensor> {
+    let (n, _) = z.dims2()?;
+    Tensor::ones((1, n), z.dtype(), z.device())?
+        .matmul(z)?
+        .affine(1.0 / n as f64, 0.0)
+}
+
 /// Squared L2 norm of each row: `x` (N, D) -> (N, 1).
 pub fn row_sq_norm(x: &Tensor) -> Result<Tensor> {
     x.sqr()?.sum_keepdim(D::Minus1)
@@ -119,18 +128,4 @@ pub fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
 /// logit matrix to drop each row's own column from its softmax.
 pub fn diagonal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
     Tensor::eye(n, dtype, device)?.affine(MASKED as f64, 0.0)
-}
-
-/// `1 - I` (n, n) in `dtype`: multiplies a square matrix to keep its off-diagonal entries.
-pub fn off_diagonal_mask(n: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    Tensor::eye(n, dtype, device)?.affine(-1.0, 1.0)
-}
-
-/// Sum of the squared off-diagonal entries of a square matrix `m` (n, n) -> scalar.
-pub fn off_diagonal_sq_sum(m: &Tensor) -> Result<Tensor> {
-    let (n, n2) = m.dims2()?;
-    if n != n2 {
-        bail!("off_diagonal_sq_sum: matrix must be square, got ({n}, {n2})");
-    }
-    (m.sqr()? * off_diagonal_mask(n, m.dtype(), m.device())?)?.sum_all()
 }

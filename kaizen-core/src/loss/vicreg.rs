@@ -5,7 +5,7 @@
 //! devices, which the official code does before the variance and covariance terms).
 
 use super::mse::mse;
-use super::ops::{check_matrix, check_same_matrices, off_diagonal_sq_sum};
+use super::ops::{check_matrix, check_same_matrices, column_mean};
 use candle_core::{bail, Result, Tensor};
 
 /// The epsilon inside VICReg's standard deviation, `sqrt(var + 1e-4)`.
@@ -34,11 +34,8 @@ pub fn invariance(z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
 /// - `z`: (N, D) projections, N >= 2 (error otherwise).
 pub fn variance(z: &Tensor) -> Result<Tensor> {
     let (n, _) = check_batch2("vicreg variance", "z", z)?;
-    let zc = z.broadcast_sub(&z.mean_keepdim(0)?)?;
-    let var = zc
-        .sqr()?
-        .sum(0)?
-        .affine(1.0 / (n as f64 - 1.0), VICREG_VAR_EPS)?;
+    let zc = z.broadcast_sub(&column_mean(z)?)?;
+    let var = column_mean(&zc.sqr()?)?.affine(n as f64 / (n as f64 - 1.0), VICREG_VAR_EPS)?;
     var.sqrt()?.affine(-1.0, 1.0)?.relu()?.mean_all()
 }
 
@@ -48,9 +45,13 @@ pub fn variance(z: &Tensor) -> Result<Tensor> {
 /// - `z`: (N, D) projections, N >= 2 (error otherwise).
 pub fn covariance(z: &Tensor) -> Result<Tensor> {
     let (n, d) = check_batch2("vicreg covariance", "z", z)?;
-    let zc = z.broadcast_sub(&z.mean_keepdim(0)?)?;
+    let zc = z.broadcast_sub(&column_mean(z)?)?;
     let cov = zc.t()?.matmul(&zc)?.affine(1.0 / (n as f64 - 1.0), 0.0)?;
-    off_diagonal_sq_sum(&cov)?.affine(1.0 / d as f64, 0.0)
+    // Off-diagonal sum = sum(cov^2) - sum(var^2), with the diagonal (the unbiased variances)
+    // computed directly (no D x D mask to build).
+    let var = column_mean(&zc.sqr()?)?.affine(n as f64 / (n as f64 - 1.0), 0.0)?;
+    let off = (cov.sqr()?.sum_all()? - var.sqr()?.sum_all()?)?;
+    off.affine(1.0 / d as f64, 0.0)
 }
 
 /// VICReg loss, reference key `vicreg`:
