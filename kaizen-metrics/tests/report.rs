@@ -157,3 +157,43 @@ fn bad_protocol_names_are_refused() {
     ));
     assert!(!dir.path().join("report.md").exists());
 }
+
+#[cfg(feature = "plots")]
+#[test]
+fn plots_for_one_task_many_tasks_and_missing_cells() {
+    use kaizen_metrics::plots::{plot_curves, plot_heatmap};
+    let dir = tempfile::tempdir().unwrap();
+    let one = AccuracyMatrix::from_full(&[vec![0.5]]).unwrap();
+    // 13 tasks (small cells, whole percents), lower triangle only.
+    let rows = (0..13)
+        .map(|i| {
+            (0..13)
+                .map(|j| (j <= i).then_some(0.5 + 0.03 * j as f64))
+                .collect()
+        })
+        .collect();
+    let many = AccuracyMatrix::from_rows(rows).unwrap();
+    for (name, m) in [("one", &one), ("many", &many)] {
+        for ext in ["png", "svg"] {
+            let h = dir.path().join(format!("h_{name}.{ext}"));
+            plot_heatmap(&h, m, name).unwrap();
+            let c = dir.path().join(format!("c_{name}.{ext}"));
+            plot_curves(&c, m, name).unwrap();
+            assert!(
+                std::fs::metadata(&h).unwrap().len() > 1000
+                    && std::fs::metadata(&c).unwrap().len() > 1000
+            );
+        }
+    }
+    // The SVG heatmap writes every cell's number (whole percents for 13 tasks: 0.5 + 0.03*12 = 0.86 -> "86") and n/a.
+    let svg = std::fs::read_to_string(dir.path().join("h_many.svg")).unwrap();
+    // (plotters writes each text element's content on its own line)
+    assert!(
+        svg.contains("\n86\n") && svg.contains("\nn/a\n"),
+        "cell labels missing"
+    );
+    // A file that cannot be created is an error naming the file, not a panic.
+    let bad = dir.path().join("no/such/dir/h.png");
+    let e = plot_heatmap(&bad, &one, "x").unwrap_err();
+    assert!(matches!(e, MetricsError::Plot { .. }), "{e:?}");
+}
