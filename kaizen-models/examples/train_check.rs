@@ -1,10 +1,10 @@
 //! Two SGD training steps of a CIFAR ResNet-18 + linear head, for the PyTorch cross-check in
 //! `scripts/compare_features.py --train-check` (which writes the input file and compares the output).
 //!
-//! Usage: `cargo run --release -p kaizen-models --example train_check -- IN.safetensors OUT.safetensors WIDTH`
+//! Usage: `cargo run --release -p kaizen-models --example train_check -- IN.safetensors OUT.safetensors WIDTH [LR]`
 //! IN holds `backbone.*` and `head.0.*` tensors (torch names), `x` [B,3,H,W] f32 and `y` [B] i64. OUT holds `loss0`,
-//! `loss1`, `feats0` (train-mode features of step 0) and every model tensor after the two steps (running statistics
-//! included). SGD: lr 0.1, momentum 0.9, weight decay 5e-4 on every parameter (torch.optim.SGD semantics).
+//! `loss1`, `feats0` (train-mode features of step 0), `grad0.<param>` (gradients of step 0) and every model tensor after the two steps (running statistics
+//! included). Set `KAIZEN_TRAIN_CHECK_F64=1` to train in f64 (reference ops), and `KAIZEN_REFERENCE_KERNELS=1` to run candle's reference ops instead of the fast kernels. SGD: lr LR (default 0.1), momentum 0.9, weight decay 5e-4 on every parameter (torch.optim.SGD semantics).
 
 use std::path::PathBuf;
 
@@ -19,18 +19,39 @@ use kaizen_models::{BnMode, Mlp, MlpConfig, ResNet, ResNetConfig};
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(
-        args.len() == 4,
-        "usage: train_check IN.safetensors OUT.safetensors WIDTH"
+        args.len() == 4 || args.len() == 5,
+        "usage: train_check IN.safetensors OUT.safetensors WIDTH [LR]"
     );
+    let lr: f64 = args
+        .get(4)
+        .map(|s| s.parse())
+        .transpose()
+        .context("LR")?
+        .unwrap_or(0.1);
     let (input, out) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]));
     let width: usize = args[3].parse().context("WIDTH")?;
+    if std::env::var_os("KAIZEN_REFERENCE_KERNELS").is_some() {
+        // A/B check: candle compositions instead of the fast kernels (conv, BN and the fused SGD update).
+        kaizen_models::ops::set_fast_kernels(false);
+    }
+    // KAIZEN_TRAIN_CHECK_F64=1: run in f64 (candle's reference ops; the fast kernels are f32-only).
+    let dtype = if std::env::var_os("KAIZEN_TRAIN_CHECK_F64").is_some() {
+        DType::F64
+    } else {
+        DType::F32
+    };
     let dev = Device::Cpu;
     let mut t = load_plain(&input, &dev)?;
+    for v in t.values_mut() {
+        if v.dtype().is_float() {
+            *v = v.to_dtype(dtype)?;
+        }
+    }
     let x = t.remove("x").context("no x")?;
     let y = t.remove("y").context("no y")?.to_dtype(DType::U32)?;
     let classes = t["head.0.weight"].dim(0)?;
     let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+    let vb = VarBuilder::from_varmap(&vm, dtype, &dev);
     let cfg = ResNetConfig {
         width,
         in_channels: x.dim(1)?,
@@ -70,7 +91,15 @@ fn main() -> Result<()> {
             outs.insert("feats0".into(), feats.detach());
         }
         outs.insert(format!("loss{step}"), loss.detach());
-        opt.step(&loss.backward()?, 0.1)?;
+        let grads = loss.backward()?;
+        if step == 0 {
+            for (name, var) in trainable(&vm, "") {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    outs.insert(format!("grad0.{name}"), g.copy()?);
+                }
+            }
+        }
+        opt.step(&grads, lr)?;
     }
     for (k, v) in varmap_tensors(&vm, "") {
         outs.insert(k, v.copy()?);

@@ -10,6 +10,9 @@
 //! - momentum as `torch.optim.SGD`: `buf = d` on the first step, then `buf = momentum * buf + d`; `d = buf`;
 //! - `p <- p - lr_g * d`.
 //!
+//! With momentum on f32 CPU tensors and the fast kernels enabled, the update runs in place through
+//! [`crate::ops::sgd_momentum_update`] (same formula, no allocation); otherwise through candle ops.
+//!
 //! BN running statistics must never be given to an optimiser: build groups from [`crate::params::trainable`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +22,7 @@ use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CandleContext, ModelError, Result};
+use crate::ops;
 use crate::params::is_bias_or_norm;
 
 /// A set of parameters sharing a learning-rate scale and weight decay (e.g. the classifier with its own lr).
@@ -150,26 +154,39 @@ impl Optimizer {
                 let p = var.as_detached_tensor();
                 let g = g.detach();
                 let excluded = cfg.exclude_bias_n_norm && is_bias_or_norm(name, var.rank());
-                let d = if cfg.kind == OptimizerKind::Lars && group.lars {
-                    if excluded {
-                        g
-                    } else {
-                        let (pn, gn) = (norm(&p).with_ctx(ctx)?, norm(&g).with_ctx(ctx)?);
-                        if pn != 0.0 && gn != 0.0 {
-                            let mut r = cfg.lars_eta * pn / (gn + wd * pn + 1e-8);
-                            if cfg.lars_clip {
-                                r = if lr_g > 0.0 { (r / lr_g).min(1.0) } else { 1.0 };
-                            }
-                            decayed(&g, &p, wd).and_then(|d| d * r).with_ctx(ctx)?
-                        } else {
-                            g
+                // The update is d = scale * (g + wd_eff * p): (wd_eff, scale) encode every rule of the module docs.
+                let (wd_eff, scale) = if excluded {
+                    (0.0, 1.0)
+                } else if cfg.kind == OptimizerKind::Lars && group.lars {
+                    let (pn, gn) = (norm(&p).with_ctx(ctx)?, norm(&g).with_ctx(ctx)?);
+                    if pn != 0.0 && gn != 0.0 {
+                        let mut r = cfg.lars_eta * pn / (gn + wd * pn + 1e-8);
+                        if cfg.lars_clip {
+                            r = if lr_g > 0.0 { (r / lr_g).min(1.0) } else { 1.0 };
                         }
+                        (wd, r)
+                    } else {
+                        (0.0, 1.0)
                     }
-                } else if excluded {
-                    g
                 } else {
-                    decayed(&g, &p, wd).with_ctx(ctx)?
+                    (wd, 1.0)
                 };
+                let param = var.as_tensor();
+                if cfg.momentum != 0.0 && param.is_contiguous() && ops::sgd_fused_available(param) {
+                    // Fused in-place kernel; a zero buffer makes the first step buf = d, as torch.
+                    if !self.buffers.contains_key(name) {
+                        let zeros = p.zeros_like().with_ctx(ctx)?;
+                        self.buffers.insert(name.clone(), zeros);
+                    }
+                    if let Some(buf) = self.buffers.get(name) {
+                        ops::sgd_momentum_update(param, &g, buf, lr_g, cfg.momentum, wd_eff, scale)
+                            .with_ctx(ctx)?;
+                    }
+                    continue;
+                }
+                let d = decayed(&g, &p, wd_eff)
+                    .and_then(|d| if scale == 1.0 { Ok(d) } else { d * scale })
+                    .with_ctx(ctx)?;
                 let d = if cfg.momentum != 0.0 {
                     let buf = match self.buffers.get(name) {
                         Some(b) => ((b * cfg.momentum).and_then(|b| b + &d)).with_ctx(ctx)?,
@@ -188,6 +205,8 @@ impl Optimizer {
     }
 
     /// The optimiser state: one `(param name + ".momentum_buffer", buffer)` per parameter that has one, sorted.
+    /// The tensors share storage with the live buffers (the fused kernel updates them in place): serialise them before
+    /// the next [`Optimizer::step`].
     pub fn state(&self) -> Vec<(String, Tensor)> {
         self.buffers
             .iter()
@@ -232,7 +251,7 @@ impl Optimizer {
             let t = t
                 .to_device(var.device())
                 .and_then(|t| t.to_dtype(var.dtype()))
-                .and_then(|t| t.detach().copy())
+                .and_then(|t| t.detach().contiguous()?.copy())
                 .with_ctx(|| format!("loading optimiser state `{key}`"))?;
             buffers.insert(pname.to_string(), t);
         }
