@@ -21,6 +21,9 @@ const CASES: &[Case] = &[
     (2, 2, 5, 5, 3, 3, 2, 2),     // padding 2
     (4, 11, 11, 11, 13, 3, 2, 1), // channels not multiple of 8
     (5, 3, 3, 3, 2, 3, 1, 1),     // output as small as the input
+    (2, 3, 17, 16, 5, 3, 1, 1),   // large enough for the stride-1 implicit-gemm path, odd height
+    (1, 4, 18, 18, 3, 3, 1, 0),   // implicit path without padding, batch 1 (parallel gemm)
+    (3, 2, 16, 16, 4, 5, 1, 2),   // 5x5 kernel, stride 1
 ];
 
 /// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).

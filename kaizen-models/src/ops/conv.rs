@@ -189,11 +189,86 @@ fn per_sample(
     }
 }
 
+/// Whether the stride-1 implicit-gemm path applies and pays: it computes `(Ho-1)*Wp + Wo` output
+/// columns for `Ho*Wo` useful ones, so it is used only while that overhead stays under ~15%.
+fn use_implicit(g: &ConvGeom) -> bool {
+    if g.stride != 1 || g.k == 1 {
+        return false;
+    }
+    let wp = g.w + 2 * g.pad;
+    let n_ext = (g.ho - 1) * wp + g.wo;
+    n_ext * 100 <= g.n() * 115
+}
+
+/// Stride-1 forward without im2col ("implicit gemm"). The sample is copied once into a zero-padded
+/// plane (Cin x Hp x Wp); for tap (ky, kx) the shifted input is then a plain strided matrix
+/// `Xs (Cin x n_ext)` starting at offset `ky*Wp + kx`, so `y_ext += W_tap (Cout x Cin) * Xs` over the
+/// K*K taps, computed on the padded-width grid (`n_ext = (Ho-1)*Wp + Wo` columns, Wp - Wo of every
+/// row are discarded), then cropped into y. Saves the K*K-fold im2col copy.
+fn conv_fwd_implicit(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<()> {
+    let (k, kdim, n) = (g.k, g.kdim(), g.n());
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let plane = hp * wp;
+    let n_ext = (g.ho - 1) * wp + g.wo;
+    let inner = gemm_threads(g);
+    per_sample(g, y, g.out_plane(), |bi, yb| {
+        let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
+        with_scratch(g.cin * plane + g.cout * n_ext, |buf| {
+            let (xp, yext) = buf.split_at_mut(g.cin * plane);
+            xp.fill(0.0);
+            for ci in 0..g.cin {
+                for iy in 0..g.h {
+                    let dst = &mut xp[ci * plane + (iy + g.pad) * wp + g.pad..][..g.w];
+                    dst.copy_from_slice(&xb[(ci * g.h + iy) * g.w..][..g.w]);
+                }
+            }
+            for ky in 0..k {
+                for kx in 0..k {
+                    let tap = ky * k + kx;
+                    let wm = Mat {
+                        data: &w[tap..],
+                        rs: kdim,
+                        cs: k * k,
+                    };
+                    let xs = Mat {
+                        data: &xp[ky * wp + kx..],
+                        rs: plane,
+                        cs: 1,
+                    };
+                    sgemm(
+                        "conv2d forward",
+                        g.cout,
+                        n_ext,
+                        g.cin,
+                        yext,
+                        n_ext,
+                        tap > 0,
+                        wm,
+                        xs,
+                        inner,
+                    )?;
+                }
+            }
+            for co in 0..g.cout {
+                for oy in 0..g.ho {
+                    let src = &yext[co * n_ext + oy * wp..][..g.wo];
+                    yb[co * n + oy * g.wo..][..g.wo].copy_from_slice(src);
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
 pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let mut y = vec![0f32; g.b * g.out_plane()];
     if y.is_empty() {
+        return Ok(y);
+    }
+    if use_implicit(g) {
+        conv_fwd_implicit(g, x, w, &mut y)?;
         return Ok(y);
     }
     let inner = gemm_threads(g);
