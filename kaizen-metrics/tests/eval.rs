@@ -312,4 +312,25 @@ fn eval_rows_use_only_seen_tasks() {
     let s = summarize(&r, None, None).unwrap();
     assert_eq!(s.final_accuracy, Some(1.0));
     assert_eq!(seen_rows(&train_labels, &[0, 1], 1).unwrap().len(), 20);
+
+    // Look-ahead rows: the cell of the unseen task 1 uses a bank / probe of tasks 0..=1 on task 1's images only,
+    // so it is 1.0 here (clusters are separable), where the plain row says 0.0.
+    assert_eq!(
+        data.knn_row_lookahead(1, &knn).unwrap(),
+        vec![Some(1.0), Some(1.0)]
+    );
+    assert_eq!(
+        data.linear_probe_row_lookahead(1, &lin).unwrap(),
+        vec![Some(1.0), Some(1.0)]
+    );
+    // tasks_seen = 0 (random-model baseline b_j): cell 0 from a task-0-only bank (every image is class 0 -> 1.0).
+    assert_eq!(
+        data.knn_row_lookahead(0, &knn).unwrap(),
+        vec![Some(1.0), Some(1.0)]
+    );
+    // tasks_seen = T: identical to the plain row.
+    assert_eq!(
+        data.knn_row_lookahead(2, &knn).unwrap(),
+        data.knn_row(2, &knn).unwrap()
+    );
 }
