@@ -189,6 +189,9 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Learning rate of the classifier.
     pub classifier_lr: f64,
+    /// Apply the LARS trust ratio to the classifier too (true: the official code). With few steps per task, plain
+    /// SGD on the classifier (false) lets it keep up with new classes.
+    pub classifier_lars: bool,
     /// Weight decay (bias and norm parameters excluded).
     pub weight_decay: f64,
     /// SGD momentum.
@@ -310,6 +313,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerName::Lars,
             lr: 1.0,
             classifier_lr: 0.1,
+            classifier_lars: true,
             weight_decay: 1e-5,
             momentum: 0.9,
             lars_eta: 0.02,

@@ -530,7 +530,7 @@ impl<'a> Trainer<'a> {
                 vars: kaizen_models::params::trainable(&self.online.varmap, &format!("{}.", prefix::CLASSIFIER)),
                 lr_scale: if tc.lr > 0.0 { tc.classifier_lr / tc.lr } else { 0.0 },
                 weight_decay: 0.0,
-                lars: tc.optimizer == OptimizerName::Lars,
+                lars: tc.optimizer == OptimizerName::Lars && tc.classifier_lars,
             },
         ];
         let cfg = OptimConfig {
