@@ -100,7 +100,8 @@ fn resolve(a: &RunArgs) -> Result<ExperimentConfig> {
     let mut r = Resolver::new()?;
     r.merge_toml(preset_text(&a.preset)?, &format!("preset `{}`", a.preset))?;
     if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --config {}", path.display()))?;
         r.merge_toml(&text, &path.display().to_string())?;
     }
     if let Some(s) = a.seed {
@@ -111,7 +112,8 @@ fn resolve(a: &RunArgs) -> Result<ExperimentConfig> {
         r.set(&format!("strategy=\"{s}\""), "--strategy")?;
     }
     if let Some(d) = &a.dataset {
-        d.parse::<kaizen_data::DatasetName>().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
+        d.parse::<kaizen_data::DatasetName>()
+            .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
         r.set(&format!("data.dataset=\"{d}\""), "--dataset")?;
         if a.data_root.is_none() {
             r.set("data.data_root=\"\"", "--dataset")?;
@@ -119,7 +121,10 @@ fn resolve(a: &RunArgs) -> Result<ExperimentConfig> {
     }
     if let Some(p) = &a.data_root {
         let s = p.to_str().context("--data-root must be valid UTF-8")?;
-        r.set(&format!("data.data_root={}", toml::Value::String(s.to_string())), "--data-root")?;
+        r.set(
+            &format!("data.data_root={}", toml::Value::String(s.to_string())),
+            "--data-root",
+        )?;
     }
     if let Some(n) = a.train_per_class {
         r.set(&format!("data.train_per_class={n}"), "--train-per-class")?;
@@ -138,11 +143,16 @@ pub fn device(name: &str) -> Result<candle_core::Device> {
     match name {
         "cpu" => Ok(candle_core::Device::Cpu),
         d if d == "cuda" || d.starts_with("cuda:") => {
-            let idx: usize = d.strip_prefix("cuda:").unwrap_or("0").parse().context("--device cuda:N needs a number")?;
+            let idx: usize = d
+                .strip_prefix("cuda:")
+                .unwrap_or("0")
+                .parse()
+                .context("--device cuda:N needs a number")?;
             if !cfg!(feature = "cuda") {
                 bail!("--device {d}: this binary was built without CUDA; rebuild with `cargo build --release -p kaizen-cli --features cuda`");
             }
-            candle_core::Device::new_cuda(idx).with_context(|| format!("cannot open CUDA device {idx}"))
+            candle_core::Device::new_cuda(idx)
+                .with_context(|| format!("cannot open CUDA device {idx}"))
         }
         other => bail!("unknown --device `{other}`; valid: cpu, cuda, cuda:N"),
     }
@@ -198,7 +208,8 @@ pub fn run(a: RunArgs) -> Result<()> {
         let opts = options(&out, dev, stop, a.log_every, a.stop_after_steps);
         let started = Instant::now();
         let mut sink = Progress::new(a.quiet);
-        let status = train::start(cfg, &opts, &mut sink).with_context(|| format!("run in {}", out.display()))?;
+        let status = train::start(cfg, &opts, &mut sink)
+            .with_context(|| format!("run in {}", out.display()))?;
         sink.finish();
         report_status(&status, &out, started)?;
         return Ok(());
@@ -215,11 +226,18 @@ pub fn run(a: RunArgs) -> Result<()> {
         let mut c = cfg.clone();
         c.strategy = *s;
         let dir = out.join(s.name());
-        let opts = options(&dir, dev.clone(), Arc::clone(&stop), a.log_every, a.stop_after_steps);
+        let opts = options(
+            &dir,
+            dev.clone(),
+            Arc::clone(&stop),
+            a.log_every,
+            a.stop_after_steps,
+        );
         let mut sink = Progress::new(a.quiet);
         eprintln!("== {s} -> {}", dir.display());
         let t0 = Instant::now();
-        let status = train::start(c, &opts, &mut sink).with_context(|| format!("run in {}", dir.display()))?;
+        let status = train::start(c, &opts, &mut sink)
+            .with_context(|| format!("run in {}", dir.display()))?;
         sink.finish();
         if let RunStatus::Interrupted { .. } = status {
             report_status(&status, &dir, t0)?;
@@ -250,7 +268,8 @@ pub fn resume(a: ResumeArgs) -> Result<()> {
     let opts = options(&a.dir, dev, stop, a.log_every, a.stop_after_steps);
     let started = Instant::now();
     let mut sink = Progress::new(a.quiet);
-    let status = train::resume(&opts, &mut sink).with_context(|| format!("resume of {}", a.dir.display()))?;
+    let status = train::resume(&opts, &mut sink)
+        .with_context(|| format!("resume of {}", a.dir.display()))?;
     sink.finish();
     report_status(&status, &a.dir, started)
 }
@@ -295,10 +314,15 @@ fn report_status(status: &RunStatus, dir: &Path, started: Instant) -> Result<()>
 
 fn print_summary(dir: &Path) -> Result<()> {
     let path = dir.join("summary.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
     let fmt = |x: &serde_json::Value| x.as_f64().map_or("-".to_string(), |f| format!("{f:.3}"));
-    println!("{:<16} {:>8} {:>8} {:>8} {:>8}", "protocol", "final", "avg_inc", "forget", "plast.");
+    println!(
+        "{:<16} {:>8} {:>8} {:>8} {:>8}",
+        "protocol", "final", "avg_inc", "forget", "plast."
+    );
     if let Some(p) = v.get("protocols").and_then(|p| p.as_object()) {
         for (name, s) in p {
             println!(
@@ -315,7 +339,8 @@ fn print_summary(dir: &Path) -> Result<()> {
 }
 
 fn print_file(path: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     println!("{text}");
     Ok(())
 }

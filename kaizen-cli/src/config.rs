@@ -40,7 +40,10 @@ pub fn preset_text(name: &str) -> Result<&'static str> {
         .map(|(_, _, t)| *t)
         .ok_or_else(|| {
             let names: Vec<_> = PRESETS.iter().map(|(n, _, _)| *n).collect();
-            anyhow::anyhow!("unknown preset `{name}`; valid presets: {}", names.join(", "))
+            anyhow::anyhow!(
+                "unknown preset `{name}`; valid presets: {}",
+                names.join(", ")
+            )
         })
 }
 
@@ -53,7 +56,8 @@ pub struct Resolver {
 impl Resolver {
     /// Start from the built-in defaults.
     pub fn new() -> Result<Self> {
-        let defaults = Value::try_from(ExperimentConfig::default()).context("serialising the default config")?;
+        let defaults = Value::try_from(ExperimentConfig::default())
+            .context("serialising the default config")?;
         Ok(Self {
             tree: defaults.clone(),
             defaults,
@@ -88,7 +92,12 @@ impl Resolver {
             t.insert(part.to_string(), layer);
             layer = Value::Table(t);
         }
-        check_keys(&layer, &self.defaults, "", &format!("{source} `{assignment}`"))?;
+        check_keys(
+            &layer,
+            &self.defaults,
+            "",
+            &format!("{source} `{assignment}`"),
+        )?;
         // A number given where the default is a float must stay a float (e.g. `loss.ssl=1`).
         coerce_like(&mut layer, &self.defaults);
         merge(&mut self.tree, layer);
@@ -97,10 +106,9 @@ impl Resolver {
 
     /// Deserialise and validate.
     pub fn finish(self) -> Result<ExperimentConfig> {
-        let cfg: ExperimentConfig = self
-            .tree
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        let cfg: ExperimentConfig = self.tree.try_into().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("invalid configuration: {}", e.message())
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -111,13 +119,21 @@ fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Resu
         return Ok(());
     };
     for (k, v) in l {
-        let full = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        let full = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         match d.get(k) {
             None => {
                 let mut valid: Vec<String> = d
                     .iter()
                     .map(|(name, val)| {
-                        let name = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                        let name = if path.is_empty() {
+                            name.clone()
+                        } else {
+                            format!("{path}.{name}")
+                        };
                         if val.is_table() {
                             format!("{name}.*")
                         } else {
@@ -126,7 +142,10 @@ fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Resu
                     })
                     .collect();
                 valid.sort();
-                bail!("{source}: unknown config key `{full}`; valid keys here: {}", valid.join(", "));
+                bail!(
+                    "{source}: unknown config key `{full}`; valid keys here: {}",
+                    valid.join(", ")
+                );
             }
             Some(dv) => {
                 if dv.is_table() && !v.is_table() {
@@ -205,14 +224,28 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_that_list_valid_keys() -> Result<()> {
         let mut r = Resolver::new()?;
-        let e = r.set("train.epoch=3", "--set").err().map(|e| format!("{e:#}"));
+        let e = r
+            .set("train.epoch=3", "--set")
+            .err()
+            .map(|e| format!("{e:#}"));
         let e = e.unwrap_or_default();
         assert!(e.contains("unknown config key `train.epoch`"), "{e}");
         assert!(e.contains("train.epochs"), "{e}");
-        let e = r.merge_toml("[modle]\nwidth = 3\n", "x.toml").err().map(|e| format!("{e:#}"));
-        assert!(e.unwrap_or_default().contains("x.toml: unknown config key `modle`"));
-        let e = r.set("method=nope", "--set").and_then(|_| r.finish().map(|_| ()));
-        assert!(format!("{:#}", e.err().map(|e| format!("{e:#}")).unwrap_or_default()).contains("nope"));
+        let e = r
+            .merge_toml("[modle]\nwidth = 3\n", "x.toml")
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(e
+            .unwrap_or_default()
+            .contains("x.toml: unknown config key `modle`"));
+        let e = r
+            .set("method=nope", "--set")
+            .and_then(|_| r.finish().map(|_| ()));
+        assert!(format!(
+            "{:#}",
+            e.err().map(|e| format!("{e:#}")).unwrap_or_default()
+        )
+        .contains("nope"));
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a continual-learning run (or several strategies with --compare).
-    Run(cmd_run::RunArgs),
+    Run(Box<cmd_run::RunArgs>),
     /// Continue an interrupted run from its last checkpoint.
     Resume(cmd_run::ResumeArgs),
     /// Inspect datasets.
@@ -45,7 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(a) => cmd_run::run(a),
+        Command::Run(a) => cmd_run::run(*a),
         Command::Resume(a) => cmd_run::resume(a),
         Command::Data(a) => cmd_data::run(a),
         Command::Metrics(a) => cmd_metrics::run(a),

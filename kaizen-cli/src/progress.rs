@@ -77,9 +77,11 @@ impl EventSink for Progress {
                 if self.tty {
                     let b = self.multi.add(ProgressBar::new(*num_tasks as u64));
                     b.set_style(
-                        ProgressStyle::with_template("{prefix:>10} [{bar:20}] task {pos}/{len} {elapsed_precise}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{prefix:>10} [{bar:20}] task {pos}/{len} {elapsed_precise}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                     );
                     b.set_prefix(strategy.clone());
                     b.set_position(*start_task as u64);
@@ -87,7 +89,9 @@ impl EventSink for Progress {
                 }
                 if !self.quiet {
                     let what = if *resumed { "resuming" } else { "starting" };
-                    self.line(&format!("{what} `{strategy}` at task {start_task} of {num_tasks}"));
+                    self.line(&format!(
+                        "{what} `{strategy}` at task {start_task} of {num_tasks}"
+                    ));
                 }
             }
             Event::TaskStart {
@@ -109,10 +113,16 @@ impl EventSink for Progress {
                     b.set_position(*done_steps as u64);
                     self.steps = Some(b);
                 } else if !self.quiet {
-                    self.line(&format!("task {task}: {images} training images, {total_steps} steps"));
+                    self.line(&format!(
+                        "task {task}: {images} training images, {total_steps} steps"
+                    ));
                 }
             }
-            Event::Step { terms, images_per_s, .. } => {
+            Event::Step {
+                terms,
+                images_per_s,
+                ..
+            } => {
                 if let Some(b) = &self.steps {
                     b.set_message(format!("{} | {:.0} img/s", terms_text(terms), images_per_s));
                     b.inc(1);
@@ -125,12 +135,22 @@ impl EventSink for Progress {
                 seconds,
             } => {
                 if !self.quiet {
-                    self.line(&format!("task {task} epoch {epoch}: {} ({seconds:.1} s)", terms_text(terms)));
+                    self.line(&format!(
+                        "task {task} epoch {epoch}: {} ({seconds:.1} s)",
+                        terms_text(terms)
+                    ));
                 }
             }
-            Event::Eval { task, protocol, row } => {
+            Event::Eval {
+                task,
+                protocol,
+                row,
+            } => {
                 if !self.quiet || protocol == "classifier" {
-                    self.line(&format!("after task {task} {protocol:<16} {}", row_text(row)));
+                    self.line(&format!(
+                        "after task {task} {protocol:<16} {}",
+                        row_text(row)
+                    ));
                 }
             }
             Event::Checkpoint { .. } => {}

@@ -29,8 +29,15 @@ fn ok(args: &[&str]) -> Output {
 fn fails_with(args: &[&str], needle: &str) {
     let o = kaizen(args);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "kaizen {args:?} should exit 2; stderr:\n{err}");
-    assert!(err.contains(needle), "kaizen {args:?}: stderr lacks `{needle}`:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "kaizen {args:?} should exit 2; stderr:\n{err}"
+    );
+    assert!(
+        err.contains(needle),
+        "kaizen {args:?}: stderr lacks `{needle}`:\n{err}"
+    );
 }
 
 fn read(p: &Path) -> String {
@@ -42,7 +49,8 @@ fn tmp() -> tempfile::TempDir {
 }
 
 fn s(p: &Path) -> &str {
-    p.to_str().unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
+    p.to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
 }
 
 #[test]
@@ -66,16 +74,22 @@ fn smoke_run_writes_the_whole_run_directory() {
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
     }
-    let manifest: serde_json::Value = serde_json::from_str(&read(&dir.join("manifest.json"))).expect("manifest JSON");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("manifest.json"))).expect("manifest JSON");
     assert_eq!(manifest["seed"], 5);
     let mut order: Vec<u64> = manifest["class_order"]
         .as_array()
         .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
         .unwrap_or_default();
     order.sort_unstable();
-    assert_eq!(order, (0..10).collect::<Vec<u64>>(), "class order must be a permutation of the 10 classes");
+    assert_eq!(
+        order,
+        (0..10).collect::<Vec<u64>>(),
+        "class order must be a permutation of the 10 classes"
+    );
     assert!(manifest["end_time"].is_string());
-    let summary: serde_json::Value = serde_json::from_str(&read(&dir.join("summary.json"))).expect("summary JSON");
+    let summary: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("summary.json"))).expect("summary JSON");
     for p in ["classifier", "classifier_seen", "knn", "linear"] {
         let s = &summary["protocols"][p];
         let f = s["final_accuracy"].as_f64().unwrap_or(-1.0);
@@ -83,9 +97,17 @@ fn smoke_run_writes_the_whole_run_directory() {
         assert_eq!(s["per_task_forgetting"].as_array().map(Vec::len), Some(1));
     }
     // the accuracy matrix is 2 x 2 and re-reads through `kaizen metrics`
-    let m = ok(&["metrics", "--acc-matrix", s(&dir.join("acc_matrix_knn.csv")), "--json"]);
+    let m = ok(&[
+        "metrics",
+        "--acc-matrix",
+        s(&dir.join("acc_matrix_knn.csv")),
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&m.stdout).expect("metrics JSON");
-    assert_eq!(v["final_accuracy"], summary["protocols"]["knn"]["final_accuracy"]);
+    assert_eq!(
+        v["final_accuracy"],
+        summary["protocols"]["knn"]["final_accuracy"]
+    );
     let log = read(&dir.join("metrics.jsonl"));
     assert!(log.lines().any(|l| l.contains("\"event\":\"eval\"")));
 }
@@ -101,7 +123,16 @@ fn interrupted_and_resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
     ok(&["run", "--preset", "smoke", "--out", s(&full), "--quiet"]);
     // stop in the middle of task 0's epoch, then in task 1 (with the frozen model), then finish
     let cut = t.path().join("cut");
-    ok(&["run", "--preset", "smoke", "--out", s(&cut), "--quiet", "--stop-after-steps", "1"]);
+    ok(&[
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&cut),
+        "--quiet",
+        "--stop-after-steps",
+        "1",
+    ]);
     assert!(!cut.join("summary.json").exists());
     ok(&["resume", s(&cut), "--quiet", "--stop-after-steps", "3"]);
     assert!(!cut.join("summary.json").exists());
@@ -113,10 +144,28 @@ fn interrupted_and_resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
 fn a_killed_run_resumes_to_the_same_result() {
     let t = tmp();
     let full = t.path().join("full");
-    ok(&["run", "--preset", "smoke", "--out", s(&full), "--quiet", "--set", "train.checkpoint_every=1"]);
+    ok(&[
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&full),
+        "--quiet",
+        "--set",
+        "train.checkpoint_every=1",
+    ]);
     let killed = t.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .args(["run", "--preset", "smoke", "--out", s(&killed), "--quiet", "--set", "train.checkpoint_every=1"])
+        .args([
+            "run",
+            "--preset",
+            "smoke",
+            "--out",
+            s(&killed),
+            "--quiet",
+            "--set",
+            "train.checkpoint_every=1",
+        ])
         .env("RAYON_NUM_THREADS", "2")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -137,10 +186,23 @@ fn a_killed_run_resumes_to_the_same_result() {
 fn compare_writes_a_comparison_with_transfer_metrics() {
     let t = tmp();
     let dir = t.path().join("cmp");
-    ok(&["run", "--preset", "smoke", "--out", s(&dir), "--quiet", "--compare", "random,joint,kaizen,finetune"]);
-    let v: serde_json::Value = serde_json::from_str(&read(&dir.join("comparison.json"))).expect("comparison JSON");
+    ok(&[
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&dir),
+        "--quiet",
+        "--compare",
+        "random,joint,kaizen,finetune",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("comparison.json"))).expect("comparison JSON");
     let text = v.to_string();
-    assert!(text.contains("kaizen") && text.contains("finetune"), "{text}");
+    assert!(
+        text.contains("kaizen") && text.contains("finetune"),
+        "{text}"
+    );
     assert!(dir.join("comparison.md").exists());
     assert!(dir.join("random/random_accuracy_knn.csv").exists());
     assert!(dir.join("joint/joint_accuracy_knn.csv").exists());
@@ -149,7 +211,10 @@ fn compare_writes_a_comparison_with_transfer_metrics() {
 #[test]
 fn bad_inputs_are_clear_errors_with_exit_code_2() {
     let t = tmp();
-    fails_with(&["run", "--preset", "smoke", "--set", "train.epoch=3"], "unknown config key `train.epoch`");
+    fails_with(
+        &["run", "--preset", "smoke", "--set", "train.epoch=3"],
+        "unknown config key `train.epoch`",
+    );
     fails_with(&["run", "--preset", "nope"], "valid presets");
     fails_with(&["run", "--preset", "smoke", "--set", "method=byo"], "byo");
     fails_with(&["run", "--compare", "kaizen,nope"], "valid strategies");
@@ -158,22 +223,53 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     std::fs::create_dir_all(&root).expect("mkdir");
     std::fs::write(root.join("data_batch_1.bin"), vec![3u8; 3073 + 100]).expect("write");
     fails_with(
-        &["run", "--preset", "smoke", "--dataset", "cifar10", "--data-root", s(&root), "--out", s(&t.path().join("c"))],
+        &[
+            "run",
+            "--preset",
+            "smoke",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            s(&root),
+            "--out",
+            s(&t.path().join("c")),
+        ],
         "data_batch",
     );
     // a run whose config was changed after its checkpoints were written
     let dir = t.path().join("run");
-    ok(&["run", "--preset", "smoke", "--out", s(&dir), "--quiet", "--stop-after-steps", "1"]);
+    ok(&[
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&dir),
+        "--quiet",
+        "--stop-after-steps",
+        "1",
+    ]);
     let cfg = read(&dir.join("config.toml")).replace("width = 2", "width = 4");
     std::fs::write(dir.join("config.toml"), cfg).expect("write config");
     fails_with(&["resume", s(&dir)], "another configuration");
     // a corrupt checkpoint
     let dir2 = t.path().join("run2");
-    ok(&["run", "--preset", "smoke", "--out", s(&dir2), "--quiet", "--stop-after-steps", "1"]);
+    ok(&[
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&dir2),
+        "--quiet",
+        "--stop-after-steps",
+        "1",
+    ]);
     let ck = dir2.join("checkpoints/latest.safetensors");
     let bytes = std::fs::read(&ck).expect("read checkpoint");
     std::fs::write(&ck, &bytes[..bytes.len() / 2]).expect("truncate");
     fails_with(&["resume", s(&dir2)], "latest.safetensors");
     // the run directory of an existing run is never overwritten
-    fails_with(&["run", "--preset", "smoke", "--out", s(&dir2)], "not empty");
+    fails_with(
+        &["run", "--preset", "smoke", "--out", s(&dir2)],
+        "not empty",
+    );
 }

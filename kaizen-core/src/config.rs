@@ -76,7 +76,10 @@ impl FromStr for StrategyKind {
             .find(|k| k.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown strategy `{s}`; valid strategies: {}", names.join(", "))
+                format!(
+                    "unknown strategy `{s}`; valid strategies: {}",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -434,7 +437,10 @@ impl ExperimentConfig {
         }
         let m = &self.model;
         if m.arch != "resnet18" {
-            return Err(bad("model.arch", format!("unknown architecture `{}`; valid: resnet18", m.arch)));
+            return Err(bad(
+                "model.arch",
+                format!("unknown architecture `{}`; valid: resnet18", m.arch),
+            ));
         }
         for (k, v) in [
             ("model.width", m.width),
@@ -452,10 +458,16 @@ impl ExperimentConfig {
             }
         }
         if self.train.batch_size < 2 {
-            return Err(bad("train.batch_size", "must be at least 2 (BatchNorm needs two samples)"));
+            return Err(bad(
+                "train.batch_size",
+                "must be at least 2 (BatchNorm needs two samples)",
+            ));
         }
         let t = &self.train;
-        for (k, v) in [("train.base_tau", t.base_tau), ("train.final_tau", t.final_tau)] {
+        for (k, v) in [
+            ("train.base_tau", t.base_tau),
+            ("train.final_tau", t.final_tau),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(k, "must be in [0, 1]"));
             }
@@ -478,14 +490,19 @@ impl ExperimentConfig {
                 return Err(bad(k, format!("must be a finite number >= 0, got {v}")));
             }
         }
-        if !(self.loss.distill_temperature > 0.0) {
+        if self.loss.distill_temperature.is_nan() || self.loss.distill_temperature <= 0.0 {
             return Err(bad("loss.distill_temperature", "must be > 0"));
         }
-        if !(self.loss.distill_contrastive_temperature > 0.0) {
+        if self.loss.distill_contrastive_temperature.is_nan()
+            || self.loss.distill_contrastive_temperature <= 0.0
+        {
             return Err(bad("loss.distill_contrastive_temperature", "must be > 0"));
         }
         if self.method == MethodKind::MocoV2Plus && self.loss.queue_size == 0 {
-            return Err(bad("loss.queue_size", "MoCoV2+ needs a queue of at least 1 key"));
+            return Err(bad(
+                "loss.queue_size",
+                "MoCoV2+ needs a queue of at least 1 key",
+            ));
         }
         if self.eval.knn && self.eval.knn_k == 0 {
             return Err(bad("eval.knn_k", "must be at least 1"));

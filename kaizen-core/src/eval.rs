@@ -12,11 +12,11 @@ use crate::error::CoreError;
 use crate::network::Online;
 use candle_core::{Device, Tensor};
 use kaizen_data::{eval_batch, Dataset, TaskStream};
-use kaizen_metrics::{
-    argmax_predictions, per_task_accuracy, seen_class_mask, summarize, AccuracyMatrix, EvalData as MetricData,
-    KnnConfig, LinearProbeConfig,
-};
 use kaizen_metrics::report::{ProtocolResult, ReportInput, SummaryFile};
+use kaizen_metrics::{
+    argmax_predictions, per_task_accuracy, seen_class_mask, summarize, AccuracyMatrix,
+    EvalData as MetricData, KnnConfig, LinearProbeConfig,
+};
 use kaizen_models::BnMode;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,6 +46,9 @@ impl Protocol {
     }
 }
 
+/// One row of an accuracy matrix: accuracy per task (None where undefined).
+pub type Row = Vec<Option<f64>>;
+
 /// What an evaluation reads.
 pub struct EvalData<'a> {
     /// The dataset.
@@ -60,7 +63,11 @@ pub struct EvalData<'a> {
     pub cfg: &'a ExperimentConfig,
 }
 
-fn features(ed: &EvalData<'_>, split: &kaizen_data::Split, idx: &[u32]) -> Result<Tensor, CoreError> {
+fn features(
+    ed: &EvalData<'_>,
+    split: &kaizen_data::Split,
+    idx: &[u32],
+) -> Result<Tensor, CoreError> {
     let bs = ed.cfg.eval.batch_size;
     let mut parts = Vec::new();
     for chunk in idx.chunks(bs) {
@@ -91,25 +98,34 @@ pub fn evaluate_after(
     ed: &EvalData<'_>,
     row_task: usize,
     protocols: &[Protocol],
-) -> Result<Vec<(Protocol, Vec<Option<f64>>)>, CoreError> {
+) -> Result<Vec<(Protocol, Row)>, CoreError> {
     let t_count = ed.stream.num_tasks();
     let c = ed.data.num_classes;
     let task_of_class: Vec<usize> = (0..c as u16)
         .map(|k| {
-            ed.stream
-                .task_of_class(k)
-                .ok_or_else(|| CoreError::Invalid(format!("class {k} belongs to no task of the stream")))
+            ed.stream.task_of_class(k).ok_or_else(|| {
+                CoreError::Invalid(format!("class {k} belongs to no task of the stream"))
+            })
         })
         .collect::<Result<_, _>>()?;
     let test_idx: Vec<u32> = (0..ed.data.test.len() as u32).collect();
     let test_labels = ed.data.test.labels().to_vec();
     let test_feats = features(ed, &ed.data.test, &test_idx)?;
-    let seen = if row_task == usize::MAX { 0 } else { row_task + 1 };
+    let seen = if row_task == usize::MAX {
+        0
+    } else {
+        row_task + 1
+    };
     let mut out = Vec::new();
-    let needs_bank = protocols.iter().any(|p| matches!(p, Protocol::Knn | Protocol::Linear));
+    let needs_bank = protocols
+        .iter()
+        .any(|p| matches!(p, Protocol::Knn | Protocol::Linear));
     let bank = if needs_bank {
         let idx = capped_indices(&ed.data.train, c, ed.cfg.eval.bank_per_class);
-        let labels: Vec<u16> = idx.iter().map(|&i| ed.data.train.label(i as usize)).collect();
+        let labels: Vec<u16> = idx
+            .iter()
+            .map(|&i| ed.data.train.label(i as usize))
+            .collect();
         Some((features(ed, &ed.data.train, &idx)?, labels))
     } else {
         None
@@ -118,7 +134,8 @@ pub fn evaluate_after(
         let row = match p {
             Protocol::Classifier | Protocol::ClassifierSeen => {
                 let logits = ed.online.classifier.forward(&test_feats, BnMode::Eval)?;
-                let mask = (p == Protocol::ClassifierSeen).then(|| seen_class_mask(&task_of_class, seen));
+                let mask =
+                    (p == Protocol::ClassifierSeen).then(|| seen_class_mask(&task_of_class, seen));
                 if mask.as_ref().is_some_and(|m| !m.iter().any(|&b| b)) {
                     vec![None; t_count]
                 } else {
@@ -157,18 +174,12 @@ pub fn evaluate_after(
                     seed: ed.cfg.seed,
                     ..LinearProbeConfig::default()
                 };
-                let row_with = |tasks_seen: usize| -> Result<Vec<Option<f64>>, CoreError> {
-                    Ok(if p == Protocol::Knn {
-                        md.knn_row(tasks_seen, &knn)?
-                    } else {
-                        md.linear_probe_row(tasks_seen, &lin)?
-                    })
-                };
-                let mut row = if seen > 0 { row_with(seen)? } else { vec![None; t_count] };
-                for (j, cell) in row.iter_mut().enumerate().skip(seen) {
-                    *cell = row_with(j + 1)?[j];
+                // Cells j >= seen use the bank / probe of tasks 0..=j on task j's images (forward transfer).
+                if p == Protocol::Knn {
+                    md.knn_row_lookahead(seen, &knn)?
+                } else {
+                    md.linear_probe_row_lookahead(seen, &lin)?
                 }
-                row
             }
         };
         out.push((p, row));
@@ -209,14 +220,18 @@ pub fn write_results(
             let path = dir.join(format!("{}_accuracy_{p}.csv", cfg.strategy));
             crate::train::write_atomic(&path, format!("{}\n", vals.join(",")).as_bytes())?;
             let defined: Vec<f64> = row.iter().flatten().copied().collect();
-            let mean = (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
+            let mean =
+                (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
             protocols.insert(
                 p.clone(),
                 serde_json::json!({"per_task_accuracy": row, "mean_accuracy": mean}),
             );
         }
         let summary = serde_json::json!({"strategy": cfg.strategy, "protocols": protocols});
-        crate::train::write_atomic(&dir.join(crate::train::files::SUMMARY), json_text(&summary)?.as_bytes())?;
+        crate::train::write_atomic(
+            &dir.join(crate::train::files::SUMMARY),
+            json_text(&summary)?.as_bytes(),
+        )?;
         let mut md = format!(
             "# {} run\n\nseed {}, dataset `{}`, class order per task: {}\n\n| protocol | {} | mean |\n|---|{}---|\n",
             cfg.strategy,
@@ -229,9 +244,15 @@ pub fn write_results(
         for (p, v) in &protocols {
             let row: Vec<String> = v["per_task_accuracy"]
                 .as_array()
-                .map(|a| a.iter().map(|x| x.as_f64().map_or("-".into(), |f| format!("{f:.3}"))).collect())
+                .map(|a| {
+                    a.iter()
+                        .map(|x| x.as_f64().map_or("-".into(), |f| format!("{f:.3}")))
+                        .collect()
+                })
                 .unwrap_or_default();
-            let mean = v["mean_accuracy"].as_f64().map_or("-".into(), |f| format!("{f:.3}"));
+            let mean = v["mean_accuracy"]
+                .as_f64()
+                .map_or("-".into(), |f| format!("{f:.3}"));
             md.push_str(&format!("| {p} | {} | {mean} |\n", row.join(" | ")));
         }
         crate::train::write_atomic(&dir.join("report.md"), md.as_bytes())?;
@@ -252,7 +273,9 @@ pub fn write_results(
         strategy: cfg.strategy.to_string(),
         dataset: cfg.data.dataset.clone(),
         seed: cfg.seed,
-        class_order: (0..stream.num_tasks()).map(|t| stream.task_classes(t).to_vec()).collect(),
+        class_order: (0..stream.num_tasks())
+            .map(|t| stream.task_classes(t).to_vec())
+            .collect(),
         config_text: crate::train::config_toml(cfg)?,
         notes: vec![
             ("method".into(), cfg.method.to_string()),
@@ -281,7 +304,9 @@ pub fn write_comparison(dir: &Path, names: &[String]) -> Result<(), CoreError> {
         if !names.iter().any(|n| n == strategy) {
             return None;
         }
-        let path = dir.join(strategy).join(format!("{strategy}_accuracy_{protocol}.csv"));
+        let path = dir
+            .join(strategy)
+            .join(format!("{strategy}_accuracy_{protocol}.csv"));
         kaizen_metrics::read_vector_csv(&path, None).ok()
     };
     let mut runs = Vec::new();
@@ -295,16 +320,29 @@ pub fn write_comparison(dir: &Path, names: &[String]) -> Result<(), CoreError> {
         let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
         for path in files {
-            let Some(stem) = path.file_name().and_then(|s| s.to_str()) else { continue };
-            let Some(protocol) = stem.strip_prefix("acc_matrix_").and_then(|s| s.strip_suffix(".csv")) else {
+            let Some(stem) = path.file_name().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let Some(protocol) = stem
+                .strip_prefix("acc_matrix_")
+                .and_then(|s| s.strip_suffix(".csv"))
+            else {
                 continue;
             };
             let m = kaizen_metrics::read_matrix_csv(&path)?;
             let b = read_vec("random", protocol);
             let a = read_vec("joint", protocol);
-            per_protocol.insert(protocol.to_string(), summarize(&m, b.as_deref(), a.as_deref())?);
+            per_protocol.insert(
+                protocol.to_string(),
+                summarize(&m, b.as_deref(), a.as_deref())?,
+            );
         }
-        runs.push((name.clone(), SummaryFile { protocols: per_protocol }));
+        runs.push((
+            name.clone(),
+            SummaryFile {
+                protocols: per_protocol,
+            },
+        ));
     }
     kaizen_metrics::report::write_comparison(dir, &runs)?;
     Ok(())

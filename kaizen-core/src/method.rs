@@ -8,7 +8,7 @@
 use crate::error::CoreError;
 use crate::kinds::{DistillerKind, MethodKind};
 use crate::loss;
-use crate::network::{Online, NetworkSpec, Target};
+use crate::network::{NetworkSpec, Online, Target};
 use crate::queue::KeyQueue;
 use candle_core::{Device, Tensor};
 use kaizen_models::BnMode;
@@ -37,7 +37,12 @@ pub trait SslMethod: Send {
     /// L_FE^CT on the two views (scalar, differentiable w.r.t. the online model).
     fn loss(&mut self, online: &Online, x: &SslInputs<'_>) -> candle_core::Result<Tensor>;
     /// Called after every optimiser step; `step` of `total_steps` of the current task (EMA tau schedule).
-    fn after_step(&mut self, online: &Online, step: usize, total_steps: usize) -> Result<(), CoreError>;
+    fn after_step(
+        &mut self,
+        online: &Online,
+        step: usize,
+        total_steps: usize,
+    ) -> Result<(), CoreError>;
     /// Tensors to checkpoint (target weights, queue), with names unique to the method.
     fn state(&self) -> Result<Vec<(String, Tensor)>, CoreError>;
     /// Restore from [`SslMethod::state`]'s tensors.
@@ -72,11 +77,22 @@ pub fn build_method(
             target: Target::copy_of(online, spec, device)?,
             params: params.clone(),
         }),
-        MethodKind::SimSiam => Box::new(Plain { kind, params: params.clone() }),
-        MethodKind::SimClr | MethodKind::VicReg | MethodKind::Barlow => Box::new(Plain { kind, params: params.clone() }),
+        MethodKind::SimSiam => Box::new(Plain {
+            kind,
+            params: params.clone(),
+        }),
+        MethodKind::SimClr | MethodKind::VicReg | MethodKind::Barlow => Box::new(Plain {
+            kind,
+            params: params.clone(),
+        }),
         MethodKind::MocoV2Plus => Box::new(MocoV2Plus {
             target: Target::copy_of(online, spec, device)?,
-            queue: KeyQueue::new(params.queue_size, spec.projector.out_dim, params.seed, device)?,
+            queue: KeyQueue::new(
+                params.queue_size,
+                spec.projector.out_dim,
+                params.seed,
+                device,
+            )?,
             pending: None,
             params: params.clone(),
         }),
@@ -90,7 +106,13 @@ fn predict(online: &Online, z: &Tensor) -> candle_core::Result<Tensor> {
     }
 }
 
-fn ema(target: &Target, online: &Online, p: &MethodParams, step: usize, total: usize) -> Result<(), CoreError> {
+fn ema(
+    target: &Target,
+    online: &Online,
+    p: &MethodParams,
+    step: usize,
+    total: usize,
+) -> Result<(), CoreError> {
     let tau = kaizen_models::ema::cosine_tau(p.base_tau, p.final_tau, step, total);
     kaizen_models::ema::ema_update(&target.varmap, &online.varmap, &Target::ema_pairs(), tau)?;
     Ok(())
@@ -157,7 +179,12 @@ impl SslMethod for Plain {
             }
         }
     }
-    fn after_step(&mut self, _online: &Online, _step: usize, _total: usize) -> Result<(), CoreError> {
+    fn after_step(
+        &mut self,
+        _online: &Online,
+        _step: usize,
+        _total: usize,
+    ) -> Result<(), CoreError> {
         Ok(())
     }
     fn state(&self) -> Result<Vec<(String, Tensor)>, CoreError> {
@@ -186,7 +213,9 @@ impl SslMethod for MocoV2Plus {
         let k2 = self.target.project(x.x2)?;
         let queue = self.queue.keys();
         let t = self.params.temperature;
-        let l = ((loss::info_nce_queue(x.z1, &k2, &queue, t)? + loss::info_nce_queue(x.z2, &k1, &queue, t)?)? * 0.5)?;
+        let l = ((loss::info_nce_queue(x.z1, &k2, &queue, t)?
+            + loss::info_nce_queue(x.z2, &k1, &queue, t)?)?
+            * 0.5)?;
         self.pending = Some(Tensor::cat(&[&k1, &k2], 0)?);
         Ok(l)
     }

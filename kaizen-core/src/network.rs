@@ -66,13 +66,14 @@ impl NetworkSpec {
             hidden_layers: layers,
             batch_norm: bn,
         };
-        let predictor = matches!(cfg.method, MethodKind::Byol | MethodKind::SimSiam).then(|| MlpConfig {
-            in_dim: m.proj_out,
-            hidden: m.pred_hidden,
-            out_dim: m.proj_out,
-            hidden_layers: 1,
-            batch_norm: true,
-        });
+        let predictor =
+            matches!(cfg.method, MethodKind::Byol | MethodKind::SimSiam).then(|| MlpConfig {
+                in_dim: m.proj_out,
+                hidden: m.pred_hidden,
+                out_dim: m.proj_out,
+                hidden_layers: 1,
+                batch_norm: true,
+            });
         let classifier = MlpConfig {
             in_dim: feat,
             hidden: m.classifier_hidden,
@@ -130,7 +131,8 @@ impl Online {
             None => None,
         };
         let classifier = Mlp::new(&spec.classifier, vb.pp(prefix::CLASSIFIER))?;
-        let distill_predictor = Mlp::new(&spec.distill_predictor, vb.pp(prefix::DISTILL_PREDICTOR))?;
+        let distill_predictor =
+            Mlp::new(&spec.distill_predictor, vb.pp(prefix::DISTILL_PREDICTOR))?;
         kaizen_models::init::init_vars(&varmap, seed)?;
         Ok(Self {
             varmap,
@@ -155,12 +157,20 @@ pub struct Target {
 
 impl Target {
     /// Build a target that starts as an exact copy of the online backbone + projector.
-    pub fn copy_of(online: &Online, spec: &NetworkSpec, device: &Device) -> Result<Self, CoreError> {
+    pub fn copy_of(
+        online: &Online,
+        spec: &NetworkSpec,
+        device: &Device,
+    ) -> Result<Self, CoreError> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let backbone = ResNet::new(&spec.backbone, vb.pp(prefix::BACKBONE))?;
         let projector = Mlp::new(&spec.projector, vb.pp(prefix::PROJECTOR))?;
-        copy_vars(&online.varmap, &varmap, &[prefix::BACKBONE, prefix::PROJECTOR])?;
+        copy_vars(
+            &online.varmap,
+            &varmap,
+            &[prefix::BACKBONE, prefix::PROJECTOR],
+        )?;
         Ok(Self {
             varmap,
             backbone,
@@ -191,7 +201,9 @@ pub fn copy_vars(src: &VarMap, dst: &VarMap, prefixes: &[&str]) -> Result<(), Co
         if !prefixes.iter().any(|p| name.starts_with(&format!("{p}."))) {
             continue;
         }
-        let s = src.get(name).ok_or_else(|| CoreError::MissingTensor(name.clone()))?;
+        let s = src
+            .get(name)
+            .ok_or_else(|| CoreError::MissingTensor(name.clone()))?;
         var.set(&s.as_tensor().copy()?)?;
     }
     Ok(())
@@ -217,8 +229,17 @@ pub struct FrozenOut {
 
 impl Frozen {
     /// Snapshot the online model's backbone, projector and classifier (deep copies of every tensor).
-    pub fn snapshot(online: &Online, spec: &NetworkSpec, mode: BnMode, device: &Device) -> Result<Self, CoreError> {
-        let data = online.varmap.data().lock().map_err(|_| CoreError::Poisoned)?;
+    pub fn snapshot(
+        online: &Online,
+        spec: &NetworkSpec,
+        mode: BnMode,
+        device: &Device,
+    ) -> Result<Self, CoreError> {
+        let data = online
+            .varmap
+            .data()
+            .lock()
+            .map_err(|_| CoreError::Poisoned)?;
         let mut tensors = HashMap::new();
         for (name, var) in data.iter() {
             if [prefix::BACKBONE, prefix::PROJECTOR, prefix::CLASSIFIER]
@@ -264,7 +285,11 @@ impl Frozen {
 
     /// The tensors the model was built from (for checkpoints), sorted by name.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<_> = self.tensors.iter().map(|(k, t)| (k.clone(), t.clone())).collect();
+        let mut v: Vec<_> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -273,19 +298,28 @@ impl Frozen {
 /// All (name, tensor) pairs of a `VarMap`, sorted by name.
 pub fn sorted_tensors(varmap: &VarMap) -> Result<Vec<(String, Tensor)>, CoreError> {
     let data = varmap.data().lock().map_err(|_| CoreError::Poisoned)?;
-    let mut v: Vec<_> = data.iter().map(|(k, var)| (k.clone(), var.as_tensor().clone())).collect();
+    let mut v: Vec<_> = data
+        .iter()
+        .map(|(k, var)| (k.clone(), var.as_tensor().clone()))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
 }
 
 /// Overwrite every var of `varmap` from `tensors[prefix + name]`; every var must be present with its shape.
-pub fn load_vars(varmap: &VarMap, tensors: &HashMap<String, Tensor>, key_prefix: &str) -> Result<(), CoreError> {
+pub fn load_vars(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+    key_prefix: &str,
+) -> Result<(), CoreError> {
     let data = varmap.data().lock().map_err(|_| CoreError::Poisoned)?;
     let mut names: Vec<_> = data.keys().cloned().collect();
     names.sort();
     for name in names {
         let key = format!("{key_prefix}{name}");
-        let t = tensors.get(&key).ok_or_else(|| CoreError::MissingTensor(key.clone()))?;
+        let t = tensors
+            .get(&key)
+            .ok_or_else(|| CoreError::MissingTensor(key.clone()))?;
         let var = &data[&name];
         if t.dims() != var.dims() {
             return Err(CoreError::ShapeMismatch {

@@ -19,8 +19,8 @@ use crate::method::{build_method, MethodParams, SslInputs, SslMethod};
 use crate::network::{prefix, Frozen, NetworkSpec, Online};
 use candle_core::{DType, Device, Tensor};
 use kaizen_data::{
-    labelled_mask, load_dataset, shuffled_batches, two_view_batch, Augmenter, Batch, ClassOrder, Dataset, DatasetName,
-    Item, ReplayMemory, ReplaySize, Split, TaskStream,
+    labelled_mask, load_dataset, shuffled_batches, two_view_batch, Augmenter, Batch, ClassOrder,
+    Dataset, DatasetName, Item, ReplayMemory, ReplaySize, Split, TaskStream,
 };
 use kaizen_models::checkpoint::{self, Manifest};
 use kaizen_models::optim::{OptimConfig, Optimizer, OptimizerKind, ParamGroup, WarmupCosine};
@@ -124,9 +124,18 @@ struct Trainer<'a> {
 }
 
 /// Start a fresh run of `cfg` in `opts.dir` (created; must be empty or absent).
-pub fn start(cfg: ExperimentConfig, opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, CoreError> {
+pub fn start(
+    cfg: ExperimentConfig,
+    opts: &RunOptions,
+    sink: &mut dyn EventSink,
+) -> Result<RunStatus, CoreError> {
     cfg.validate()?;
-    if opts.dir.exists() && fs::read_dir(&opts.dir).map_err(|e| io_err(&opts.dir, e))?.next().is_some() {
+    if opts.dir.exists()
+        && fs::read_dir(&opts.dir)
+            .map_err(|e| io_err(&opts.dir, e))?
+            .next()
+            .is_some()
+    {
         return Err(CoreError::Invalid(format!(
             "run directory {} is not empty: choose another --out, or continue it with `kaizen resume {}`",
             opts.dir.display(),
@@ -178,7 +187,8 @@ pub fn read_config(dir: &Path) -> Result<ExperimentConfig, CoreError> {
 
 /// The resolved config as TOML.
 pub fn config_toml(cfg: &ExperimentConfig) -> Result<String, CoreError> {
-    toml::to_string(cfg).map_err(|e| CoreError::Invalid(format!("config cannot be written as TOML: {e}")))
+    toml::to_string(cfg)
+        .map_err(|e| CoreError::Invalid(format!("config cannot be written as TOML: {e}")))
 }
 
 /// sha256 of the config's canonical JSON (recorded in manifests and checkpoints).
@@ -306,7 +316,10 @@ impl<'a> Trainer<'a> {
             start_task: self.counters.task,
             resumed,
         });
-        if self.cfg.strategy == StrategyKind::Random && self.counters.task == 0 && !self.counters.eval_pending {
+        if self.cfg.strategy == StrategyKind::Random
+            && self.counters.task == 0
+            && !self.counters.eval_pending
+        {
             self.counters.eval_pending = true;
         }
         let phases = self.phases().max(1);
@@ -320,14 +333,26 @@ impl<'a> Trainer<'a> {
             self.evaluate(t, sink)?;
             if self.cfg.strategy.uses_replay() {
                 let idx = self.task_indices(t);
-                let mask = labelled_mask(&self.data.train, &idx, self.cfg.data.label_fraction, self.cfg.seed, t);
-                let labelled: Vec<u32> = idx.iter().zip(&mask).filter(|(_, m)| **m).map(|(i, _)| *i).collect();
+                let mask = labelled_mask(
+                    &self.data.train,
+                    &idx,
+                    self.cfg.data.label_fraction,
+                    self.cfg.seed,
+                    t,
+                );
+                let labelled: Vec<u32> = idx
+                    .iter()
+                    .zip(&mask)
+                    .filter(|(_, m)| **m)
+                    .map(|(i, _)| *i)
+                    .collect();
                 let size = if self.cfg.data.replay_count > 0 {
                     ReplaySize::Count(self.cfg.data.replay_count)
                 } else {
                     ReplaySize::Fraction(self.cfg.data.replay_fraction)
                 };
-                self.replay.add_task(&self.data.train, &labelled, size, self.cfg.seed, t);
+                self.replay
+                    .add_task(&self.data.train, &labelled, size, self.cfg.seed, t);
             }
             self.counters = Counters {
                 task: t + 1,
@@ -355,16 +380,37 @@ impl<'a> Trainer<'a> {
     }
 
     /// Train task `t` from the current counters. Returns the checkpoint path if interrupted.
-    fn train_task(&mut self, t: usize, sink: &mut dyn EventSink) -> Result<Option<PathBuf>, CoreError> {
+    fn train_task(
+        &mut self,
+        t: usize,
+        sink: &mut dyn EventSink,
+    ) -> Result<Option<PathBuf>, CoreError> {
         let indices = self.task_indices(t);
         if indices.is_empty() {
-            return Err(CoreError::Invalid(format!("task {t} has no training images")));
+            return Err(CoreError::Invalid(format!(
+                "task {t} has no training images"
+            )));
         }
-        let mask = labelled_mask(&self.data.train, &indices, self.cfg.data.label_fraction, self.cfg.seed, t);
+        let mask = labelled_mask(
+            &self.data.train,
+            &indices,
+            self.cfg.data.label_fraction,
+            self.cfg.seed,
+            t,
+        );
         let visible: HashMap<u32, i64> = indices
             .iter()
             .zip(&mask)
-            .map(|(&i, &m)| (i, if m { i64::from(self.data.train.label(i as usize)) } else { -1 }))
+            .map(|(&i, &m)| {
+                (
+                    i,
+                    if m {
+                        i64::from(self.data.train.label(i as usize))
+                    } else {
+                        -1
+                    },
+                )
+            })
             .collect();
         let spe = self.steps_per_epoch(indices.len());
         let total_steps = spe * self.cfg.train.epochs;
@@ -378,7 +424,12 @@ impl<'a> Trainer<'a> {
         };
         let fresh_task = self.counters.epoch == 0 && self.counters.step_in_epoch == 0;
         if t > 0 && self.frozen.is_none() && self.distilling() {
-            self.frozen = Some(Frozen::snapshot(&self.online, &self.spec, self.teacher_mode(), &self.opts.device)?);
+            self.frozen = Some(Frozen::snapshot(
+                &self.online,
+                &self.spec,
+                self.teacher_mode(),
+                &self.opts.device,
+            )?);
         }
         if self.optimizer.is_none() {
             self.optimizer = Some(self.build_optimizer());
@@ -403,14 +454,27 @@ impl<'a> Trainer<'a> {
             let e = self.counters.epoch;
             let epoch_start = Instant::now();
             let drop_last = indices.len() >= self.cfg.train.batch_size;
-            let batches = shuffled_batches(&indices, self.cfg.train.batch_size, self.cfg.seed, t, e, drop_last);
+            let batches = shuffled_batches(
+                &indices,
+                self.cfg.train.batch_size,
+                self.cfg.seed,
+                t,
+                e,
+                drop_last,
+            );
             let first = self.counters.step_in_epoch;
             let plans: Vec<Vec<Item>> = batches
                 .iter()
                 .enumerate()
                 .skip(first)
                 .map(|(s, b)| {
-                    let mut items: Vec<Item> = b.iter().map(|&i| Item { index: i, label: visible[&i] }).collect();
+                    let mut items: Vec<Item> = b
+                        .iter()
+                        .map(|&i| Item {
+                            index: i,
+                            label: visible[&i],
+                        })
+                        .collect();
                     if replay_batch > 0 {
                         let step_key = (e * spe + s) as u64;
                         for i in self.replay.sample(replay_batch, self.cfg.seed, t, step_key) {
@@ -429,7 +493,13 @@ impl<'a> Trainer<'a> {
                 .enumerate()
                 .map(|(k, items)| (items, step_key(t, e, first + k)))
                 .collect();
-            let prefetch = prefetch(&self.data.train, keyed, &self.augmenter, self.cfg.seed, &self.opts.device);
+            let prefetch = prefetch(
+                &self.data.train,
+                keyed,
+                &self.augmenter,
+                self.cfg.seed,
+                &self.opts.device,
+            );
             let mut sums: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
             for batch in prefetch {
                 let batch = batch?;
@@ -465,7 +535,10 @@ impl<'a> Trainer<'a> {
                 if every > 0 && self.counters.global_step % every as u64 == 0 {
                     self.save_latest(sink)?;
                 }
-                let forced = self.opts.stop_after_steps.is_some_and(|n| self.counters.global_step >= n);
+                let forced = self
+                    .opts
+                    .stop_after_steps
+                    .is_some_and(|n| self.counters.global_step >= n);
                 if self.opts.stop.load(Ordering::SeqCst) || forced {
                     let path = self.save_latest(sink)?;
                     return Ok(Some(path));
@@ -514,8 +587,16 @@ impl<'a> Trainer<'a> {
     fn build_optimizer(&self) -> Optimizer {
         let tc = &self.cfg.train;
         let mut main = Vec::new();
-        for p in [prefix::BACKBONE, prefix::PROJECTOR, prefix::PREDICTOR, prefix::DISTILL_PREDICTOR] {
-            main.extend(kaizen_models::params::trainable(&self.online.varmap, &format!("{p}.")));
+        for p in [
+            prefix::BACKBONE,
+            prefix::PROJECTOR,
+            prefix::PREDICTOR,
+            prefix::DISTILL_PREDICTOR,
+        ] {
+            main.extend(kaizen_models::params::trainable(
+                &self.online.varmap,
+                &format!("{p}."),
+            ));
         }
         let groups = vec![
             ParamGroup {
@@ -527,8 +608,15 @@ impl<'a> Trainer<'a> {
             },
             ParamGroup {
                 name: "classifier".into(),
-                vars: kaizen_models::params::trainable(&self.online.varmap, &format!("{}.", prefix::CLASSIFIER)),
-                lr_scale: if tc.lr > 0.0 { tc.classifier_lr / tc.lr } else { 0.0 },
+                vars: kaizen_models::params::trainable(
+                    &self.online.varmap,
+                    &format!("{}.", prefix::CLASSIFIER),
+                ),
+                lr_scale: if tc.lr > 0.0 {
+                    tc.classifier_lr / tc.lr
+                } else {
+                    0.0
+                },
                 weight_decay: 0.0,
                 lars: tc.optimizer == OptimizerName::Lars && tc.classifier_lars,
             },
@@ -610,7 +698,9 @@ impl<'a> Trainer<'a> {
             }
             if let (true, Some((l1, l2))) = (w_ckd > 0.0, &logits) {
                 let tt = cfg.loss.distill_temperature;
-                let kd = ((loss::soft_ce(l1, &o1.logits, tt)? + loss::soft_ce(l2, &o2.logits, tt)?)? * 0.5)?;
+                let kd = ((loss::soft_ce(l1, &o1.logits, tt)?
+                    + loss::soft_ce(l2, &o2.logits, tt)?)?
+                    * 0.5)?;
                 parts.push(("cls_kd", w_ckd, kd));
             }
         }
@@ -628,7 +718,10 @@ impl<'a> Trainer<'a> {
                 });
             }
             total_value += w * v;
-            values.push(TermValue { term: name, value: v });
+            values.push(TermValue {
+                term: name,
+                value: v,
+            });
             let weighted = (tensor * *w)?;
             total = Some(match total {
                 None => weighted,
@@ -648,7 +741,8 @@ impl<'a> Trainer<'a> {
         if let Some(opt) = self.optimizer.as_mut() {
             opt.step(&grads, lr)?;
         }
-        self.method.after_step(&self.online, step_in_task + 1, total_steps)?;
+        self.method
+            .after_step(&self.online, step_in_task + 1, total_steps)?;
         Ok(values)
     }
 
@@ -675,13 +769,22 @@ impl<'a> Trainer<'a> {
                 protocol: p.name().to_string(),
                 row: row.clone(),
             });
-            self.matrices.entry(p.name().to_string()).or_default().push(row);
+            self.matrices
+                .entry(p.name().to_string())
+                .or_default()
+                .push(row);
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), CoreError> {
-        eval::write_results(&self.opts.dir, &self.cfg, &self.stream, &self.data, &self.matrices)?;
+        eval::write_results(
+            &self.opts.dir,
+            &self.cfg,
+            &self.stream,
+            &self.data,
+            &self.matrices,
+        )?;
         self.write_manifest(true)?;
         self.log_json(&serde_json::json!({"event": "finished", "time": now_rfc3339()}))?;
         Ok(())
@@ -697,16 +800,30 @@ impl<'a> Trainer<'a> {
     }
 
     fn save_checkpoint(&self, path: &Path) -> Result<(), CoreError> {
-        let mut tensors: Vec<(String, Tensor)> = crate::network::sorted_tensors(&self.online.varmap)?
-            .into_iter()
-            .map(|(k, v)| (format!("online.{k}"), v))
-            .collect();
-        tensors.extend(self.method.state()?.into_iter().map(|(k, v)| (format!("method.{k}"), v)));
+        let mut tensors: Vec<(String, Tensor)> =
+            crate::network::sorted_tensors(&self.online.varmap)?
+                .into_iter()
+                .map(|(k, v)| (format!("online.{k}"), v))
+                .collect();
+        tensors.extend(
+            self.method
+                .state()?
+                .into_iter()
+                .map(|(k, v)| (format!("method.{k}"), v)),
+        );
         if let Some(f) = &self.frozen {
-            tensors.extend(f.tensors().into_iter().map(|(k, v)| (format!("frozen.{k}"), v)));
+            tensors.extend(
+                f.tensors()
+                    .into_iter()
+                    .map(|(k, v)| (format!("frozen.{k}"), v)),
+            );
         }
         if let Some(o) = &self.optimizer {
-            tensors.extend(o.state().into_iter().map(|(k, v)| (format!("optim.{k}"), v)));
+            tensors.extend(
+                o.state()
+                    .into_iter()
+                    .map(|(k, v)| (format!("optim.{k}"), v)),
+            );
         }
         let replay = self.replay.indices().to_vec();
         let n = replay.len();
@@ -719,12 +836,20 @@ impl<'a> Trainer<'a> {
             matrices: self.matrices.clone(),
             config_hash: self.config_hash.clone(),
         };
-        let mut manifest = Manifest::new(serde_json::json!({"backbone": self.spec.backbone, "network": self.spec}));
+        let mut manifest = Manifest::new(
+            serde_json::json!({"backbone": self.spec.backbone, "network": self.spec}),
+        );
         manifest.seed = self.cfg.seed;
         manifest.task_index = Some(self.counters.task);
-        manifest.class_order = self.stream.class_order().iter().map(|&c| usize::from(c)).collect();
+        manifest.class_order = self
+            .stream
+            .class_order()
+            .iter()
+            .map(|&c| usize::from(c))
+            .collect();
         manifest.config_hash = self.config_hash.clone();
-        manifest.extra = serde_json::to_value(&state).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        manifest.extra =
+            serde_json::to_value(&state).map_err(|e| CoreError::Invalid(e.to_string()))?;
         let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
         checkpoint::save(path, &tensors, &manifest)?;
         Ok(())
@@ -733,7 +858,10 @@ impl<'a> Trainer<'a> {
     fn restore(&mut self, path: &Path) -> Result<(), CoreError> {
         let (tensors, manifest) = checkpoint::load(path, &self.opts.device)?;
         let state: TrainState = serde_json::from_value(manifest.extra.clone()).map_err(|e| {
-            CoreError::Invalid(format!("{}: not a kaizen training checkpoint ({e})", path.display()))
+            CoreError::Invalid(format!(
+                "{}: not a kaizen training checkpoint ({e})",
+                path.display()
+            ))
         })?;
         if state.config_hash != self.config_hash {
             return Err(CoreError::Invalid(format!(
@@ -756,7 +884,12 @@ impl<'a> Trainer<'a> {
         self.method.load_state(&strip("method."))?;
         let frozen = strip("frozen.");
         if !frozen.is_empty() {
-            self.frozen = Some(Frozen::from_tensors(frozen, &self.spec, self.teacher_mode(), &self.opts.device)?);
+            self.frozen = Some(Frozen::from_tensors(
+                frozen,
+                &self.spec,
+                self.teacher_mode(),
+                &self.opts.device,
+            )?);
         }
         let optim = strip("optim.");
         if !optim.is_empty() {
@@ -766,7 +899,9 @@ impl<'a> Trainer<'a> {
         }
         let replay = tensors
             .get("replay.indices")
-            .ok_or_else(|| CoreError::MissingTensor(format!("replay.indices in {}", path.display())))?
+            .ok_or_else(|| {
+                CoreError::MissingTensor(format!("replay.indices in {}", path.display()))
+            })?
             .to_vec1::<u32>()?;
         self.replay = ReplayMemory::from_indices(replay);
         self.counters = state.counters;
@@ -778,7 +913,8 @@ impl<'a> Trainer<'a> {
         let path = self.opts.dir.join(files::MANIFEST);
         let mut m: serde_json::Value = if path.exists() {
             let text = fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
-            serde_json::from_str(&text).map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?
+            serde_json::from_str(&text)
+                .map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?
         } else {
             serde_json::json!({
                 "format": "kaizen-run",
@@ -810,7 +946,8 @@ impl<'a> Trainer<'a> {
         if finished {
             m["end_time"] = serde_json::json!(now_rfc3339());
         }
-        let text = serde_json::to_string_pretty(&m).map_err(|e| CoreError::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&m).map_err(|e| CoreError::Invalid(e.to_string()))?;
         write_atomic(&path, text.as_bytes())
     }
 
@@ -850,7 +987,10 @@ fn prefetch(
     let (split, aug, device) = (split.clone(), aug.clone(), device.clone());
     std::thread::spawn(move || {
         for (items, key) in batches {
-            if tx.send(two_view_batch(&split, &items, &aug, seed, key, &device)).is_err() {
+            if tx
+                .send(two_view_batch(&split, &items, &aug, seed, key, &device))
+                .is_err()
+            {
                 return;
             }
         }
