@@ -1,10 +1,17 @@
-//! Compute kernels the models call: convolution and batch normalisation.
+//! Compute kernels the models call: convolution, batch normalisation and a fused SGD update.
 //!
 //! Every layer of the model zoo goes through these functions. On the CPU with f32 tensors they run
 //! the fast kernels of issue 7 (candle custom ops with their own backward): an im2col/col2im + gemm
-//! convolution ([`conv2d`]) and a fused training-mode batch norm + ReLU ([`batch_norm_train`]).
-//! On other devices or dtypes they fall back to the `reference_*` compositions of candle ops, which
-//! are also what the tests compare the fast kernels against.
+//! convolution with an implicit-gemm stride-1 forward ([`conv2d`]), a fused training-mode batch norm
+//! + ReLU ([`batch_norm_train`]) and a fused no-grad eval batch norm ([`batch_norm_eval`]). On other
+//! devices or dtypes they fall back to the `reference_*` compositions of candle ops, which are also
+//! what the tests compare the fast kernels against. [`set_fast_kernels`] switches globally (A/B).
+//!
+//! Threads: the kernels split work over rayon's global pool with candle's thread count
+//! (`RAYON_NUM_THREADS`, default: the cores); `KAIZEN_POOL=candle` uses candle's barrier pool
+//! instead. candle's own element-wise ops use that spin-waiting barrier pool: on shared 2-core
+//! machines set `CANDLE_NUM_THREADS=1` before the first candle op (as `kaizen bench` does).
+//! The first fast call tunes glibc's allocator once ([`tune_allocator`]).
 
 mod bn;
 mod conv;
