@@ -41,7 +41,16 @@ const CONVS: &[ConvCase] = &[
     ("w64-layer3-3x3", 32, 256, 256, 8, 3, 1, 1),
 ];
 
+/// candle's element-wise ops (the loss around each kernel) use a spin-waiting pool that stalls on
+/// shared 2-core machines; use one thread for them, as `kaizen bench` does (set before any op).
+fn candle_elementwise_single_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 fn conv(c: &mut Criterion) {
+    candle_elementwise_single_thread();
     let mut g = c.benchmark_group("conv2d");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
@@ -57,6 +66,11 @@ fn conv(c: &mut Criterion) {
             continue;
         };
         let ho = (hw + 2 * p - k) / s + 1;
+        // Backward through sum(y * r) so the output gradient is a dense tensor, as in training
+        // (the gradient of a plain sum is a stride-0 broadcast whose copy would dominate).
+        let Ok(r) = rand_tensor(9, &[b, cout, ho, ho]) else {
+            continue;
+        };
         g.throughput(Throughput::Elements(
             (2 * b * cout * ho * ho * cin * k * k) as u64,
         ));
@@ -84,6 +98,7 @@ fn conv(c: &mut Criterion) {
 }
 
 fn batch_norm(c: &mut Criterion) {
+    candle_elementwise_single_thread();
     let mut g = c.benchmark_group("batch_norm");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
@@ -109,6 +124,9 @@ fn batch_norm(c: &mut Criterion) {
             continue;
         };
         g.throughput(Throughput::Elements(x.elem_count() as u64));
+        let Ok(r) = rand_tensor(8, dims) else {
+            continue;
+        };
         let impls: [(&str, BnFn); 2] = [
             ("fast", ops::fast_batch_norm_train),
             ("candle", ops::reference_batch_norm_train),
@@ -119,7 +137,7 @@ fn batch_norm(c: &mut Criterion) {
                 |bch| {
                     bch.iter(|| {
                         f(xv.as_tensor(), gv.as_tensor(), bv.as_tensor(), 1e-5, true)
-                            .and_then(|(y, _, _)| y.sum_all()?.backward())
+                            .and_then(|(y, _, _)| (y * &r)?.sum_all()?.backward())
                             .is_ok()
                     })
                 },
