@@ -87,7 +87,7 @@ fn conv(c: &mut Criterion) {
                 |bch| {
                     bch.iter(|| {
                         f(xv.as_tensor(), wv.as_tensor(), s, p)
-                            .and_then(|y| y.sum_all()?.backward())
+                            .and_then(|y| (y * &r)?.sum_all()?.backward())
                             .is_ok()
                     })
                 },
