@@ -43,6 +43,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // candle's element-wise CPU pool spin-waits; one thread for it is as fast on a quiet machine and much faster
+    // under load (measured, issue 7). The heavy kernels (conv, BN, gemm) use rayon's pool. Respect a user's choice.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd_run::run(*a),
