@@ -12,7 +12,6 @@ use super::host::{
     cpu_slice, num_threads, par_chunks, par_map, sgemm, with_scratch, with_slice, Mat,
 };
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Geometry of one convolution: x (b, cin, h, w), weight (cout, cin, k, k), output (b, cout, ho, wo).
 #[derive(Clone, Copy, Debug)]
@@ -404,7 +403,8 @@ pub(crate) fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<
 }
 
 /// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch. Each pool slot
-/// accumulates its own partial sum over the samples it takes; the partials are added at the end.
+/// accumulates its own partial sum over a fixed contiguous range of samples; the partials are added
+/// at the end in slot order (deterministic for a given thread count).
 pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let wlen = g.cout * kdim;
@@ -414,7 +414,6 @@ pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec
     } else {
         num_threads().min(g.b).max(1)
     };
-    let cursor = AtomicUsize::new(0);
     let one_sample = |bi: usize, dw: &mut [f32], first: bool| -> Result<()> {
         let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
         let dyb = Mat {
@@ -464,16 +463,14 @@ pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec
             )
         })
     };
-    let partials = par_map(slots, |_| {
+    // Slot `s` owns the fixed sample range `s*B/slots .. (s+1)*B/slots`, so every partial sum (and
+    // their in-order total) is the same whichever thread runs it: bit-reproducible under any load.
+    // (Pulling samples from a shared cursor made the grouping, hence the rounding, timing-dependent.)
+    let partials = par_map(slots, |s| {
         let mut dw = vec![0f32; wlen];
-        let mut first = true;
-        loop {
-            let bi = cursor.fetch_add(1, Ordering::Relaxed);
-            if bi >= g.b {
-                break;
-            }
-            one_sample(bi, &mut dw, first)?;
-            first = false;
+        let (lo, hi) = (s * g.b / slots, (s + 1) * g.b / slots);
+        for bi in lo..hi {
+            one_sample(bi, &mut dw, bi == lo)?;
         }
         Ok(dw)
     })?;
