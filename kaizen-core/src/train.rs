@@ -998,15 +998,9 @@ fn prefetch(
     rx.into_iter()
 }
 
-/// Write a file atomically: temp file in the same folder, fsync, rename.
+/// Write a file atomically (temp file in the same folder, fsync, rename): the checkpoint format's own writer.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    }
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+    Ok(checkpoint::write_atomic(path, bytes)?)
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> CoreError {
