@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 
 /// Per-channel statistics of one forward call: mean, biased variance and 1/sqrt(var + eps).
 #[derive(Debug)]
-pub(crate) struct BnStats {
+#[allow(missing_docs)] // named in the line above
+pub struct BnStats {
     pub mean: Vec<f32>,
     pub var: Vec<f32>,
     pub inv: Vec<f32>,
@@ -146,7 +147,7 @@ fn rows_per_chunk(b: usize, c: usize) -> usize {
 }
 
 /// Forward on host slices; returns y and the statistics.
-pub(crate) fn bn_fwd(
+pub fn bn_fwd(
     x: &[f32],
     dims: &[usize],
     gamma: &[f32],
@@ -175,7 +176,7 @@ pub(crate) fn bn_fwd(
 
 /// Backward on host slices: returns (dx, dgamma, dbeta).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn bn_bwd(
+pub fn bn_bwd(
     x: &[f32],
     y: &[f32],
     dy: &[f32],

@@ -15,7 +15,8 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// Geometry of one convolution: x (b, cin, h, w), weight (cout, cin, k, k), output (b, cout, ho, wo).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ConvGeom {
+#[allow(missing_docs)] // the fields are the dims named in the line above
+pub struct ConvGeom {
     pub b: usize,
     pub cin: usize,
     pub h: usize,
@@ -30,7 +31,7 @@ pub(crate) struct ConvGeom {
 
 impl ConvGeom {
     /// Geometry from the input and weight dims; errors on mismatched channels or an empty output.
-    pub(crate) fn new(xd: &[usize], wd: &[usize], stride: usize, pad: usize) -> Result<Self> {
+    pub fn new(xd: &[usize], wd: &[usize], stride: usize, pad: usize) -> Result<Self> {
         let (&[b, cin, h, w], &[cout, cin2, k, k2]) = (xd, wd) else {
             bail!("conv2d: expected x (B,Cin,H,W) and w (Cout,Cin,K,K), got {xd:?} and {wd:?}")
         };
@@ -94,6 +95,57 @@ impl ConvGeom {
 
 /// `col (CinKK x HoWo) = im2col(x)` for one sample `x (Cin x H x W)`; writes every element of `col`.
 fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    match g.stride {
+        1 => im2col_s::<1>(g, x, col),
+        2 => im2col_s::<2>(g, x, col),
+        _ => im2col_any(g, x, col),
+    }
+}
+
+/// [`im2col`] for a compile-time stride: the rows of a small plane are a few values long, so the
+/// inner copies are plain loops (vectorised for stride 1) rather than `memcpy`/`memset` calls.
+fn im2col_s<const S: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    let (k, n, wo) = (g.k, g.n(), g.wo);
+    let plane = g.h * g.w;
+    for ci in 0..g.cin {
+        let xc = &x[ci * plane..(ci + 1) * plane];
+        for ky in 0..k {
+            let (oy_lo, oy_hi) = g.valid(ky, g.ho, g.h);
+            for kx in 0..k {
+                let (ox_lo, ox_hi) = g.valid(kx, wo, g.w);
+                let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                row[..oy_lo * wo].fill(0.0);
+                row[oy_hi * wo..].fill(0.0);
+                let len = ox_hi.saturating_sub(ox_lo);
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * S + ky - g.pad;
+                    let r = &mut row[oy * wo..(oy + 1) * wo];
+                    for v in &mut r[..ox_lo] {
+                        *v = 0.0;
+                    }
+                    for v in &mut r[ox_hi.max(ox_lo)..] {
+                        *v = 0.0;
+                    }
+                    if len > 0 {
+                        let ix0 = ox_lo * S + kx - g.pad;
+                        let src = &xc[iy * g.w + ix0..][..(len - 1) * S + 1];
+                        let dst = &mut r[ox_lo..ox_hi];
+                        if S == 1 {
+                            dst.copy_from_slice(src);
+                        } else {
+                            for (d, s) in dst.iter_mut().zip(src.iter().step_by(S)) {
+                                *d = *s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] for any stride (not used by the model zoo's 1/2 strides).
+fn im2col_any(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
     let (k, n, wo) = (g.k, g.n(), g.wo);
     for ci in 0..g.cin {
         let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -102,23 +154,12 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
             for kx in 0..k {
                 let (ox_lo, ox_hi) = g.valid(kx, wo, g.w);
                 let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
-                row[..oy_lo * wo].fill(0.0);
-                row[oy_hi * wo..].fill(0.0);
+                row.fill(0.0);
                 for oy in oy_lo..oy_hi {
                     let iy = oy * g.stride + ky - g.pad;
                     let xr = &xc[iy * g.w..(iy + 1) * g.w];
-                    let r = &mut row[oy * wo..(oy + 1) * wo];
-                    r[..ox_lo].fill(0.0);
-                    r[ox_hi..].fill(0.0);
-                    if ox_hi > ox_lo {
-                        let ix0 = ox_lo * g.stride + kx - g.pad;
-                        if g.stride == 1 {
-                            r[ox_lo..ox_hi].copy_from_slice(&xr[ix0..ix0 + ox_hi - ox_lo]);
-                        } else {
-                            for (j, v) in r[ox_lo..ox_hi].iter_mut().enumerate() {
-                                *v = xr[ix0 + j * g.stride];
-                            }
-                        }
+                    for ox in ox_lo..ox_hi {
+                        row[oy * wo + ox] = xr[ox * g.stride + kx - g.pad];
                     }
                 }
             }
@@ -260,7 +301,7 @@ fn conv_fwd_implicit(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Resul
 }
 
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
-pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let mut y = vec![0f32; g.b * g.out_plane()];
     if y.is_empty() {
@@ -326,7 +367,7 @@ pub(crate) fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 /// Stride 1 (k > 1, padding <= k - 1): a forward convolution of dy with the spatially flipped,
 /// channel-transposed kernel and padding k - 1 - p (im2col + gemm with depth Cout*K*K, as cheap as
 /// the forward). Otherwise: `dcol = W^T dy[b]` then col2im (1x1 stride 1: dx[b] = W^T dy[b]).
-pub(crate) fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     if g.stride == 1 && g.k > 1 && g.pad < g.k {
         let k = g.k;
@@ -405,7 +446,7 @@ pub(crate) fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<
 /// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch. Each pool slot
 /// accumulates its own partial sum over a fixed contiguous range of samples; the partials are added
 /// at the end in slot order (deterministic for a given thread count).
-pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+pub fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let wlen = g.cout * kdim;
     let inner = gemm_threads(g);
@@ -414,51 +455,53 @@ pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec
     } else {
         num_threads().min(g.b).max(1)
     };
-    let one_sample = |bi: usize, dw: &mut [f32], first: bool| -> Result<()> {
+    // Each sample adds `dW^T (CinKK x Cout) += col[b] (CinKK x HoWo) * dy[b]^T (HoWo x Cout)`: with the
+    // long pixel axis as the gemm depth and both operands read along it, this orientation runs at
+    // full speed for every layer shape (the `dy * col^T` one is several times slower for small Cout).
+    let one_sample = |bi: usize, dwt: &mut [f32], first: bool| -> Result<()> {
         let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
-        let dyb = Mat {
+        // dy[b]^T: (HoWo x Cout), element (i, j) = dy[b][j * n + i].
+        let dyt = Mat {
             data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
-            rs: n,
-            cs: 1,
+            rs: 1,
+            cs: n,
         };
         if g.is_pointwise() {
-            // x[b]^T: (HoWo x Cin), element (i, j) = xb[j * n + i].
-            let ct = Mat {
+            let xm = Mat {
                 data: xb,
-                rs: 1,
-                cs: n,
+                rs: n,
+                cs: 1,
             };
             return sgemm(
                 "conv2d weight grad",
+                kdim,
                 g.cout,
-                kdim,
                 n,
-                dw,
-                kdim,
+                dwt,
+                g.cout,
                 !first,
-                dyb,
-                ct,
+                xm,
+                dyt,
                 inner,
             );
         }
         with_scratch(kdim * n, |col| {
             im2col(g, xb, col);
-            // col^T: (HoWo x CinKK), element (i, j) = col[j * n + i].
-            let ct = Mat {
+            let cm = Mat {
                 data: col,
-                rs: 1,
-                cs: n,
+                rs: n,
+                cs: 1,
             };
             sgemm(
                 "conv2d weight grad",
+                kdim,
                 g.cout,
-                kdim,
                 n,
-                dw,
-                kdim,
+                dwt,
+                g.cout,
                 !first,
-                dyb,
-                ct,
+                cm,
+                dyt,
                 inner,
             )
         })
@@ -481,7 +524,14 @@ pub(crate) fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec
             *t += *v;
         }
     }
-    Ok(total)
+    // dW^T (CinKK x Cout) -> dW (Cout x CinKK).
+    let mut dw = vec![0f32; wlen];
+    for (i, row) in total.chunks(g.cout.max(1)).enumerate() {
+        for (co, v) in row.iter().enumerate() {
+            dw[co * kdim + i] = *v;
+        }
+    }
+    Ok(dw)
 }
 
 /// The candle custom op: arg1 = x (B,Cin,H,W), arg2 = w (Cout,Cin,K,K), both f32 contiguous on CPU.

@@ -47,7 +47,8 @@ pub(crate) fn with_slice<R>(
 
 /// Dense matrix with explicit strides over a slice: element (i, j) lives at `i * rs + j * cs`.
 #[derive(Clone, Copy)]
-pub(crate) struct Mat<'a> {
+#[allow(missing_docs)] // data, row stride, column stride
+pub struct Mat<'a> {
     pub data: &'a [f32],
     pub rs: usize,
     pub cs: usize,
@@ -66,7 +67,7 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
 /// `dst` is row-major with row stride `dst_rs` (column stride 1). Bounds are checked before the
 /// call; a violation is an error naming `what`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn sgemm(
+pub fn sgemm(
     what: &str,
     m: usize,
     n: usize,

@@ -20,6 +20,15 @@ mod sgd;
 
 pub use host::tune_allocator;
 
+/// The host-slice kernels behind the custom ops, for the per-layer profiler
+/// (`cargo run --release -p kaizen-models --example layer_prof`). Not a stable API.
+#[doc(hidden)]
+pub mod raw {
+    pub use super::bn::{bn_bwd, bn_fwd, BnStats};
+    pub use super::conv::{conv_bwd_input, conv_bwd_weight, conv_fwd, ConvGeom};
+    pub use super::host::{sgemm, Mat};
+}
+
 use candle_core::{DType, Device, Result, Tensor, D};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
