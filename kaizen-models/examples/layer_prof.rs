@@ -9,7 +9,8 @@ use kaizen_models::ops::raw::{
 };
 use std::time::Instant;
 
-/// Median wall time of `reps` calls of `f`, in ms (after one warm-up call).
+/// Best (minimum) wall time of `reps` calls of `f`, in ms (after one warm-up call): the least
+/// noisy figure on a shared machine.
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut t: Vec<f64> = (0..reps)
@@ -20,7 +21,7 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
         })
         .collect();
     t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    t[0]
 }
 
 /// Deterministic pseudo-random data in [-1, 1).

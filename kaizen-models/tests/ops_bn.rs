@@ -44,9 +44,13 @@ fn fused_bn_matches_reference_forward_stats_and_gradients() -> anyhow::Result<()
         &[1, 5, 3, 7],
         &[4, 9, 2, 2],
         &[3, 10, 1, 1],
-        &[6, 7],
         &[2, 130],
         &[5, 1],
+        // planes of 16+ values (full 16-lane blocks plus a tail), several samples per pool slot,
+        // and one pass split over several element-wise chunks (> 64 Ki values)
+        &[5, 3, 6, 7],
+        &[9, 4, 16, 16],
+        &[3, 2, 150, 151],
     ];
     let names = ["y", "mean", "var", "dx", "dgamma", "dbeta"];
     for (i, dims) in shapes.iter().enumerate() {

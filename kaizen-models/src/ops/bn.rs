@@ -43,27 +43,139 @@ fn col_blocks(c: usize) -> usize {
     (c.div_ceil(num_threads() * 4)).max(64)
 }
 
+/// Sum of a slice with 16 independent f32 lanes (vectorises; a plain `iter().sum()` is one serial
+/// dependency chain), the lanes then combined in f64.
+fn lane_sum(p: &[f32]) -> f64 {
+    lanes(p.len(), |i| p[i])
+}
+
+/// Sum of `(p - mu)^2` in the lane order of [`lane_sum`].
+fn lane_sq_dev(p: &[f32], mu: f32) -> f64 {
+    lanes(p.len(), |i| {
+        let d = p[i] - mu;
+        d * d
+    })
+}
+
+/// `sum_i f(i)` over `0..len` in 16 f32 lanes, then the lanes and the tail in f64.
+#[inline(always)]
+fn lanes(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+    const L: usize = 16;
+    let mut acc = [0f32; L];
+    let full = len / L * L;
+    let mut i = 0;
+    while i < full {
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a += f(i + j);
+        }
+        i += L;
+    }
+    let mut total: f64 = acc.iter().map(|&a| a as f64).sum();
+    for t in full..len {
+        total += f(t) as f64;
+    }
+    total
+}
+
+/// Two sums at once in the lane order of [`lanes`].
+#[inline(always)]
+fn lanes2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
+    const L: usize = 16;
+    let (mut a, mut b) = ([0f32; L], [0f32; L]);
+    let full = len / L * L;
+    let mut i = 0;
+    while i < full {
+        for j in 0..L {
+            let (u, v) = f(i + j);
+            a[j] += u;
+            b[j] += v;
+        }
+        i += L;
+    }
+    let mut ta: f64 = a.iter().map(|&t| t as f64).sum();
+    let mut tb: f64 = b.iter().map(|&t| t as f64).sum();
+    for t in full..len {
+        let (u, v) = f(t);
+        ta += u as f64;
+        tb += v as f64;
+    }
+    (ta, tb)
+}
+
+/// [`per_channel_sums`] for two sums at once.
+fn per_channel_sums2(
+    b: usize,
+    c: usize,
+    term: impl Fn(usize, usize) -> (f64, f64) + Sync,
+) -> Result<Vec<(f64, f64)>> {
+    let slots = num_threads().min(b).max(1);
+    let parts = par_map(slots, |sl| {
+        let mut acc = vec![(0f64, 0f64); c];
+        for bi in sl * b / slots..(sl + 1) * b / slots {
+            for (ch, a) in acc.iter_mut().enumerate() {
+                let (u, v) = term(bi, ch);
+                a.0 += u;
+                a.1 += v;
+            }
+        }
+        Ok(acc)
+    })?;
+    let mut it = parts.into_iter();
+    let mut total = it.next().unwrap_or_else(|| vec![(0f64, 0f64); c]);
+    for p in it {
+        for (t, v) in total.iter_mut().zip(&p) {
+            t.0 += v.0;
+            t.1 += v.1;
+        }
+    }
+    Ok(total)
+}
+
+/// `out[ch] = sum_b term(b, ch)` for the NCHW layout: every pool slot owns a fixed contiguous range
+/// of samples (so it streams whole samples) and keeps per-channel partials; the partials are added
+/// in slot order, so the result depends only on the thread count, never on timing.
+fn per_channel_sums(
+    b: usize,
+    c: usize,
+    term: impl Fn(usize, usize) -> f64 + Sync,
+) -> Result<Vec<f64>> {
+    let slots = num_threads().min(b).max(1);
+    let parts = par_map(slots, |sl| {
+        let mut acc = vec![0f64; c];
+        for bi in sl * b / slots..(sl + 1) * b / slots {
+            for (ch, a) in acc.iter_mut().enumerate() {
+                *a += term(bi, ch);
+            }
+        }
+        Ok(acc)
+    })?;
+    let mut it = parts.into_iter();
+    let mut total = it.next().unwrap_or_else(|| vec![0f64; c]);
+    for p in it {
+        for (t, v) in total.iter_mut().zip(&p) {
+            *t += *v;
+        }
+    }
+    Ok(total)
+}
+
+/// Samples per parallel piece of an element-wise NCHW pass: about 64 Ki values per piece.
+fn samples_per_chunk(b: usize, plane: usize) -> usize {
+    (65536 / plane.max(1)).clamp(1, b.max(1))
+}
+
 /// Mean and biased variance per channel (f64 accumulation).
 fn stats(x: &[f32], b: usize, c: usize, s: usize, eps: f64) -> Result<BnStats> {
     let n = (b * s) as f64;
     let (mean, var): (Vec<f32>, Vec<f32>) = if s > 1 {
-        par_map(c, |ch| {
-            let mut sum = 0f64;
-            for bi in 0..b {
-                let p = &x[(bi * c + ch) * s..][..s];
-                sum += p.iter().sum::<f32>() as f64;
-            }
-            let mu = (sum / n) as f32;
-            let mut sq = 0f64;
-            for bi in 0..b {
-                let p = &x[(bi * c + ch) * s..][..s];
-                // f32 sums of centred squares within one plane; planes combine in f64.
-                sq += p.iter().map(|&t| (t - mu) * (t - mu)).sum::<f32>() as f64;
-            }
-            Ok((mu, (sq / n) as f32))
-        })?
-        .into_iter()
-        .unzip()
+        let sums = per_channel_sums(b, c, |bi, ch| lane_sum(&x[(bi * c + ch) * s..][..s]))?;
+        let mean: Vec<f32> = sums.iter().map(|v| (v / n) as f32).collect();
+        // Centred second pass (not E[x^2] - E[x]^2, which cancels badly for large means).
+        let sq = per_channel_sums(b, c, |bi, ch| {
+            lane_sq_dev(&x[(bi * c + ch) * s..][..s], mean[ch])
+        })?;
+        let var = sq.iter().map(|v| (v / n) as f32).collect();
+        (mean, var)
     } else {
         let blk = col_blocks(c);
         let parts = par_map(c.div_ceil(blk), |bk| {
@@ -112,16 +224,20 @@ fn apply(
     relu: bool,
 ) -> Result<()> {
     if s > 1 {
-        par_chunks(y, s, |i, yp| {
-            let xp = &x[i * s..(i + 1) * s];
-            let (a, bb) = (scale[i % c], shift[i % c]);
-            if relu {
-                for (d, &t) in yp.iter_mut().zip(xp) {
-                    *d = (a * t + bb).max(0.0);
-                }
-            } else {
-                for (d, &t) in yp.iter_mut().zip(xp) {
-                    *d = a * t + bb;
+        let spc = samples_per_chunk(y.len() / (c * s).max(1), c * s);
+        par_chunks(y, spc * c * s, |i, yc| {
+            let x0 = i * spc * c * s;
+            for (j, yp) in yc.chunks_mut(s).enumerate() {
+                let xp = &x[x0 + j * s..][..s];
+                let (a, bb) = (scale[j % c], shift[j % c]);
+                if relu {
+                    for (d, &t) in yp.iter_mut().zip(xp) {
+                        *d = (a * t + bb).max(0.0);
+                    }
+                } else {
+                    for (d, &t) in yp.iter_mut().zip(xp) {
+                        *d = a * t + bb;
+                    }
                 }
             }
             Ok(())
@@ -193,24 +309,25 @@ pub fn bn_bwd(
     let gate = |yv: f32, g: f32| if relu && yv <= 0.0 { 0.0 } else { g };
     // Per-channel reductions: dbeta = sum g, dgamma = inv * sum g * (x - mean).
     let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = if s > 1 {
-        par_map(c, |ch| {
+        let plane = |t: &'_ [f32], bi: usize, ch: usize| -> std::ops::Range<usize> {
+            let o = (bi * c + ch) * s;
+            debug_assert!(o + s <= t.len());
+            o..o + s
+        };
+        // One pass over every plane for both sums: sum g and sum g * (x - mean), g the gated dy.
+        let both = per_channel_sums2(b, c, |bi, ch| {
+            let r = plane(dy, bi, ch);
+            let (xp, yp, gp) = (&x[r.clone()], &y[r.clone()], &dy[r]);
             let mu = st.mean[ch];
-            let (mut sg, mut sgx) = (0f64, 0f64);
-            for bi in 0..b {
-                let o = (bi * c + ch) * s;
-                let (mut a, mut bb) = (0f32, 0f32);
-                for ((&xv, &yv), &g) in x[o..o + s].iter().zip(&y[o..o + s]).zip(&dy[o..o + s]) {
-                    let g = gate(yv, g);
-                    a += g;
-                    bb += g * (xv - mu);
-                }
-                sg += a as f64;
-                sgx += bb as f64;
-            }
-            Ok(((sgx as f32) * st.inv[ch], sg as f32))
-        })?
-        .into_iter()
-        .unzip()
+            lanes2(s, |i| {
+                let g = gate(yp[i], gp[i]);
+                (g, g * (xp[i] - mu))
+            })
+        })?;
+        let (sg, sgx): (Vec<f64>, Vec<f64>) = both.into_iter().unzip();
+        let dgamma = (0..c).map(|ch| (sgx[ch] as f32) * st.inv[ch]).collect();
+        let dbeta = sg.iter().map(|v| *v as f32).collect();
+        (dgamma, dbeta)
     } else {
         let blk = col_blocks(c);
         let parts = par_map(c.div_ceil(blk), |bk| {
@@ -247,17 +364,21 @@ pub fn bn_bwd(
         .collect();
     let mut dx = vec![0f32; x.len()];
     if s > 1 {
-        par_chunks(&mut dx, s, |i, d| {
-            let ch = i % c;
-            let o = i * s;
-            let (a1, a2, a3) = (k1[ch], k2[ch], k3[ch]);
-            for (((dv, &xv), &yv), &g) in d
-                .iter_mut()
-                .zip(&x[o..o + s])
-                .zip(&y[o..o + s])
-                .zip(&dy[o..o + s])
-            {
-                *dv = a1 * gate(yv, g) + a2 * xv + a3;
+        let spc = samples_per_chunk(b, c * s);
+        par_chunks(&mut dx, spc * c * s, |i, dc| {
+            let o0 = i * spc * c * s;
+            for (j, d) in dc.chunks_mut(s).enumerate() {
+                let ch = j % c;
+                let o = o0 + j * s;
+                let (a1, a2, a3) = (k1[ch], k2[ch], k3[ch]);
+                for (((dv, &xv), &yv), &g) in d
+                    .iter_mut()
+                    .zip(&x[o..o + s])
+                    .zip(&y[o..o + s])
+                    .zip(&dy[o..o + s])
+                {
+                    *dv = a1 * gate(yv, g) + a2 * xv + a3;
+                }
             }
             Ok(())
         })?;
