@@ -198,7 +198,7 @@ impl BasicBlock {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, mode, false)?,
             None => x.clone(),
         };
-        (h + skip)?.relu()
+        ops::add_relu(&h, &skip)
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod bn;
 mod conv;
+mod eltwise;
 mod host;
 mod sgd;
 
@@ -90,6 +91,33 @@ pub fn fast_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Res
 /// candle's own conv2d: the reference the fast kernels are checked against.
 pub fn reference_conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     x.conv2d(w, padding, stride, 1, 1)
+}
+
+/// The residual join of a ResNet block, `relu(a + b)` (same shapes). On the CPU (f32) one fused
+/// custom op ([`fast_add_relu`]); elsewhere candle's add and ReLU ([`reference_add_relu`]).
+/// At exactly `a + b == 0` the fused op passes no gradient, as PyTorch does (`y > 0`); candle's ReLU
+/// backward passes it (`x >= 0`). Elsewhere the two agree.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fast_path(&[a, b]) {
+        fast_add_relu(a, b)
+    } else {
+        reference_add_relu(a, b)
+    }
+}
+
+/// The CPU kernel behind [`add_relu`]: one parallel pass forward, one backward.
+pub fn fast_add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    tune_allocator();
+    if a.dims() != b.dims() {
+        candle_core::bail!("add_relu: shapes differ: {:?} and {:?}", a.dims(), b.dims())
+    }
+    a.contiguous()?
+        .apply_op2(&b.contiguous()?, eltwise::AddReluOp)
+}
+
+/// Composition of candle ops for [`add_relu`]: the reference for the fused kernel.
+pub fn reference_add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    (a + b)?.relu()
 }
 
 /// Training-mode batch normalisation over the batch (and spatial) dimensions, optionally followed by ReLU.
