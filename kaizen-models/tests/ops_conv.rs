@@ -21,8 +21,14 @@ const CASES: &[Case] = &[
     (2, 2, 5, 5, 3, 3, 2, 2),     // padding 2
     (4, 11, 11, 11, 13, 3, 2, 1), // channels not multiple of 8
     (5, 3, 3, 3, 2, 3, 1, 1),     // output as small as the input
-    (2, 3, 17, 16, 5, 3, 1, 1),   // large enough for the stride-1 implicit-gemm path, odd height
-    (1, 4, 18, 18, 3, 3, 1, 0),   // implicit path without padding, batch 1 (parallel gemm)
+    (2, 3, 17, 16, 5, 3, 1, 1),   // fixed-width (16) im2col, odd height
+    (1, 4, 18, 18, 3, 3, 1, 0),   // fixed-width im2col without padding, batch 1 (parallel gemm)
+    (2, 5, 4, 4, 3, 3, 1, 1),     // fixed width 4, stride 1 (ResNet layer4 at 32x32)
+    (2, 3, 8, 8, 4, 3, 2, 1),     // fixed width 4, stride 2
+    (2, 3, 8, 8, 2, 1, 2, 0),     // 1x1 stride 2 onto width 4
+    (1, 2, 32, 32, 3, 3, 2, 1),   // fixed width 16, stride 2
+    (2, 3, 28, 28, 3, 3, 1, 1),   // fixed width 28 (Fashion-MNIST stem)
+    (2, 3, 14, 14, 3, 3, 2, 1),   // fixed width 7, stride 2
     (3, 2, 16, 16, 4, 5, 1, 2),   // 5x5 kernel, stride 1
 ];
 

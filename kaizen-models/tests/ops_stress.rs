@@ -1,6 +1,6 @@
 //! Concurrency / determinism stress of the fast CPU kernels: forward and backward of `fast_conv2d`,
-//! `fast_batch_norm_train` and `fast_batch_norm_eval` on shapes that hit every conv path (implicit
-//! gemm stride 1, im2col stride 2, 1x1 pointwise, batch 1 with parallel gemm, odd sizes), run from
+//! `fast_batch_norm_train` and `fast_batch_norm_eval` on shapes that hit every conv path (fixed-width
+//! im2col at strides 1 and 2, general im2col, 1x1 pointwise, batch 1 with parallel gemm, odd sizes), run from
 //! several OS threads at once while other threads spin. Every repetition must be bit-identical to the
 //! first run, and the first run must agree with the `reference_*` candle compositions within 1e-4.
 //! `KAIZEN_STRESS_ROUNDS=N` (default 4) makes each thread repeat the whole set N times (longer local runs).
@@ -18,8 +18,8 @@ const TOL: f32 = 1e-4;
 type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
 
 const CONV: &[Case] = &[
-    (8, 3, 32, 32, 4, 3, 1, 1), // ResNet stem: implicit-gemm path, parallel over samples
-    (1, 4, 17, 19, 5, 3, 1, 1), // batch 1 (parallel gemm), odd sizes, implicit path
+    (8, 3, 32, 32, 4, 3, 1, 1), // ResNet stem: fixed-width im2col, parallel over samples
+    (1, 4, 17, 19, 5, 3, 1, 1), // batch 1 (parallel gemm), odd sizes, general im2col
     (3, 4, 16, 16, 8, 3, 2, 1), // stride 2 (im2col + col2im)
     (3, 5, 9, 9, 6, 1, 1, 0),   // 1x1 stride 1 (pointwise)
     (2, 4, 8, 8, 8, 1, 2, 0),   // 1x1 stride 2 (downsample)

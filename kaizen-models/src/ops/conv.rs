@@ -2,14 +2,15 @@
 //!
 //! Forward, per sample b: `y[b] (Cout x HoWo) = W (Cout x CinKK) * col[b] (CinKK x HoWo)` where
 //! `col = im2col(x[b])`. Backward: `dcol = W^T * dy[b]` then `dx[b] = col2im(dcol)`, and
-//! `dW = sum_b dy[b] * col[b]^T`. A 1x1 stride-1 unpadded convolution skips im2col/col2im (the
+//! `dW^T = sum_b col[b] * dy[b]^T`. A 1x1 stride-1 unpadded convolution skips im2col/col2im (the
 //! sample itself is the column matrix); a stride-1 input gradient is computed as a forward
 //! convolution with the flipped kernel (no col2im). Samples are spread over candle's thread pool;
 //! every gemm runs on one thread, except when the batch is smaller than the thread count (then the
 //! samples run in turn and each gemm is parallel).
 
 use super::host::{
-    cpu_slice, num_threads, par_chunks, par_map, sgemm, with_scratch, with_slice, Mat,
+    cpu_slice, num_threads, par_chunks, par_map, sgemm, with_inner_scratch, with_scratch,
+    with_slice, Mat,
 };
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
@@ -95,11 +96,62 @@ impl ConvGeom {
 
 /// `col (CinKK x HoWo) = im2col(x)` for one sample `x (Cin x H x W)`; writes every element of `col`.
 fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
-    match g.stride {
-        1 => im2col_s::<1>(g, x, col),
-        2 => im2col_s::<2>(g, x, col),
+    match (g.stride, g.wo) {
+        (1, 4) => im2col_padded::<1, 4>(g, x, col),
+        (1, 8) => im2col_padded::<1, 8>(g, x, col),
+        (1, 16) => im2col_padded::<1, 16>(g, x, col),
+        (1, 32) => im2col_padded::<1, 32>(g, x, col),
+        (2, 4) => im2col_padded::<2, 4>(g, x, col),
+        (2, 8) => im2col_padded::<2, 8>(g, x, col),
+        (2, 16) => im2col_padded::<2, 16>(g, x, col),
+        // 28x28 inputs (Fashion-MNIST): 28, 14, 7
+        (1, 7) => im2col_padded::<1, 7>(g, x, col),
+        (1, 14) => im2col_padded::<1, 14>(g, x, col),
+        (1, 28) => im2col_padded::<1, 28>(g, x, col),
+        (2, 7) => im2col_padded::<2, 7>(g, x, col),
+        (2, 14) => im2col_padded::<2, 14>(g, x, col),
+        (1, _) => im2col_s::<1>(g, x, col),
+        (2, _) => im2col_s::<2>(g, x, col),
         _ => im2col_any(g, x, col),
     }
+}
+
+/// [`im2col`] for a compile-time stride `S` and output width `W` (the ResNet planes of 32x32 and
+/// 28x28 inputs). Each channel is first copied into a zero-bordered plane, so every column row is `Ho`
+/// fixed-size copies of `W` values with no bounds logic: on 8x8 and 4x4 planes the per-row
+/// overhead of the general loop cost more than the copying itself.
+fn im2col_padded<const S: usize, const W: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    debug_assert_eq!((g.stride, g.wo), (S, W));
+    let (k, n, ho) = (g.k, g.n(), g.ho);
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    // The last tap reads up to row (Ho-1)*S + K-1 and column (W-1)*S + K-1 of the padded plane.
+    let need = ((ho - 1) * S + k - 1) * wp + (W - 1) * S + k;
+    let plane = hp * wp;
+    if need > plane {
+        return im2col_s::<S>(g, x, col);
+    }
+    with_inner_scratch(plane, |xp| {
+        xp.fill(0.0);
+        for ci in 0..g.cin {
+            let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            for (iy, src) in xc.chunks_exact(g.w).enumerate() {
+                xp[(iy + g.pad) * wp + g.pad..][..g.w].copy_from_slice(src);
+            }
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                    for (oy, r) in row.chunks_exact_mut(W).enumerate() {
+                        let base = (oy * S + ky) * wp + kx;
+                        let src = &xp[base..base + (W - 1) * S + 1];
+                        let r: &mut [f32; W] = r.try_into().expect("chunk of W");
+                        for (j, d) in r.iter_mut().enumerate() {
+                            *d = src[j * S];
+                        }
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// [`im2col`] for a compile-time stride: the rows of a small plane are a few values long, so the
@@ -229,86 +281,11 @@ fn per_sample(
     }
 }
 
-/// Whether the stride-1 implicit-gemm path applies and pays: it computes `(Ho-1)*Wp + Wo` output
-/// columns for `Ho*Wo` useful ones, so it is used only while that overhead stays under ~15%.
-fn use_implicit(g: &ConvGeom) -> bool {
-    if g.stride != 1 || g.k == 1 {
-        return false;
-    }
-    let wp = g.w + 2 * g.pad;
-    let n_ext = (g.ho - 1) * wp + g.wo;
-    n_ext * 100 <= g.n() * 115
-}
-
-/// Stride-1 forward without im2col ("implicit gemm"). The sample is copied once into a zero-padded
-/// plane (Cin x Hp x Wp); for tap (ky, kx) the shifted input is then a plain strided matrix
-/// `Xs (Cin x n_ext)` starting at offset `ky*Wp + kx`, so `y_ext += W_tap (Cout x Cin) * Xs` over the
-/// K*K taps, computed on the padded-width grid (`n_ext = (Ho-1)*Wp + Wo` columns, Wp - Wo of every
-/// row are discarded), then cropped into y. Saves the K*K-fold im2col copy.
-fn conv_fwd_implicit(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [f32]) -> Result<()> {
-    let (k, kdim, n) = (g.k, g.kdim(), g.n());
-    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-    let plane = hp * wp;
-    let n_ext = (g.ho - 1) * wp + g.wo;
-    let inner = gemm_threads(g);
-    per_sample(g, y, g.out_plane(), |bi, yb| {
-        let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
-        with_scratch(g.cin * plane + g.cout * n_ext, |buf| {
-            let (xp, yext) = buf.split_at_mut(g.cin * plane);
-            xp.fill(0.0);
-            for ci in 0..g.cin {
-                for iy in 0..g.h {
-                    let dst = &mut xp[ci * plane + (iy + g.pad) * wp + g.pad..][..g.w];
-                    dst.copy_from_slice(&xb[(ci * g.h + iy) * g.w..][..g.w]);
-                }
-            }
-            for ky in 0..k {
-                for kx in 0..k {
-                    let tap = ky * k + kx;
-                    let wm = Mat {
-                        data: &w[tap..],
-                        rs: kdim,
-                        cs: k * k,
-                    };
-                    let xs = Mat {
-                        data: &xp[ky * wp + kx..],
-                        rs: plane,
-                        cs: 1,
-                    };
-                    sgemm(
-                        "conv2d forward",
-                        g.cout,
-                        n_ext,
-                        g.cin,
-                        yext,
-                        n_ext,
-                        tap > 0,
-                        wm,
-                        xs,
-                        inner,
-                    )?;
-                }
-            }
-            for co in 0..g.cout {
-                for oy in 0..g.ho {
-                    let src = &yext[co * n_ext + oy * wp..][..g.wo];
-                    yb[co * n + oy * g.wo..][..g.wo].copy_from_slice(src);
-                }
-            }
-            Ok(())
-        })
-    })
-}
-
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
 pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let mut y = vec![0f32; g.b * g.out_plane()];
     if y.is_empty() {
-        return Ok(y);
-    }
-    if use_implicit(g) {
-        conv_fwd_implicit(g, x, w, &mut y)?;
         return Ok(y);
     }
     let inner = gemm_threads(g);

@@ -214,6 +214,21 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 thread_local! {
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_INNER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Like [`with_scratch`], on a second per-thread buffer, for a kernel that runs inside another
+/// kernel's `with_scratch` (im2col's padded plane inside the column buffer's scope).
+pub(crate) fn with_inner_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH_INNER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0f32; len]),
+    })
 }
 
 /// Runs `f` on a per-thread scratch buffer of `len` f32 (contents unspecified: `f` must write
