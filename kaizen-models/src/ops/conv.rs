@@ -94,25 +94,34 @@ impl ConvGeom {
     }
 }
 
-/// `col (CinKK x HoWo) = im2col(x)` for one sample `x (Cin x H x W)`; writes every element of `col`.
-fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+/// `col (CinKK x HoWo) = im2col(x)` for one sample `x (Cin x H x W)`, row `r` of `col` at
+/// `col[r * ld..][..HoWo]` (`ld >= HoWo`: the samples of a group sit side by side); writes every
+/// element of those rows. A pointwise convolution's column matrix is the sample itself (copied).
+fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize) {
+    if g.is_pointwise() {
+        let n = g.n();
+        for (r, src) in x.chunks_exact(n).enumerate() {
+            col[r * ld..][..n].copy_from_slice(src);
+        }
+        return;
+    }
     match (g.stride, g.wo) {
-        (1, 4) => im2col_padded::<1, 4>(g, x, col),
-        (1, 8) => im2col_padded::<1, 8>(g, x, col),
-        (1, 16) => im2col_padded::<1, 16>(g, x, col),
-        (1, 32) => im2col_padded::<1, 32>(g, x, col),
-        (2, 4) => im2col_padded::<2, 4>(g, x, col),
-        (2, 8) => im2col_padded::<2, 8>(g, x, col),
-        (2, 16) => im2col_padded::<2, 16>(g, x, col),
+        (1, 4) => im2col_padded::<1, 4>(g, x, col, ld),
+        (1, 8) => im2col_padded::<1, 8>(g, x, col, ld),
+        (1, 16) => im2col_padded::<1, 16>(g, x, col, ld),
+        (1, 32) => im2col_padded::<1, 32>(g, x, col, ld),
+        (2, 4) => im2col_padded::<2, 4>(g, x, col, ld),
+        (2, 8) => im2col_padded::<2, 8>(g, x, col, ld),
+        (2, 16) => im2col_padded::<2, 16>(g, x, col, ld),
         // 28x28 inputs (Fashion-MNIST): 28, 14, 7
-        (1, 7) => im2col_padded::<1, 7>(g, x, col),
-        (1, 14) => im2col_padded::<1, 14>(g, x, col),
-        (1, 28) => im2col_padded::<1, 28>(g, x, col),
-        (2, 7) => im2col_padded::<2, 7>(g, x, col),
-        (2, 14) => im2col_padded::<2, 14>(g, x, col),
-        (1, _) => im2col_s::<1>(g, x, col),
-        (2, _) => im2col_s::<2>(g, x, col),
-        _ => im2col_any(g, x, col),
+        (1, 7) => im2col_padded::<1, 7>(g, x, col, ld),
+        (1, 14) => im2col_padded::<1, 14>(g, x, col, ld),
+        (1, 28) => im2col_padded::<1, 28>(g, x, col, ld),
+        (2, 7) => im2col_padded::<2, 7>(g, x, col, ld),
+        (2, 14) => im2col_padded::<2, 14>(g, x, col, ld),
+        (1, _) => im2col_s::<1>(g, x, col, ld),
+        (2, _) => im2col_s::<2>(g, x, col, ld),
+        _ => im2col_any(g, x, col, ld),
     }
 }
 
@@ -120,7 +129,12 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
 /// 28x28 inputs). Each channel is first copied into a zero-bordered plane, so every column row is `Ho`
 /// fixed-size copies of `W` values with no bounds logic: on 8x8 and 4x4 planes the per-row
 /// overhead of the general loop cost more than the copying itself.
-fn im2col_padded<const S: usize, const W: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+fn im2col_padded<const S: usize, const W: usize>(
+    g: &ConvGeom,
+    x: &[f32],
+    col: &mut [f32],
+    ld: usize,
+) {
     debug_assert_eq!((g.stride, g.wo), (S, W));
     let (k, n, ho) = (g.k, g.n(), g.ho);
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
@@ -128,7 +142,7 @@ fn im2col_padded<const S: usize, const W: usize>(g: &ConvGeom, x: &[f32], col: &
     let need = ((ho - 1) * S + k - 1) * wp + (W - 1) * S + k;
     let plane = hp * wp;
     if need > plane {
-        return im2col_s::<S>(g, x, col);
+        return im2col_s::<S>(g, x, col, ld);
     }
     with_inner_scratch(plane, |xp| {
         xp.fill(0.0);
@@ -139,7 +153,7 @@ fn im2col_padded<const S: usize, const W: usize>(g: &ConvGeom, x: &[f32], col: &
             }
             for ky in 0..k {
                 for kx in 0..k {
-                    let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                    let row = &mut col[((ci * k + ky) * k + kx) * ld..][..n];
                     for (oy, r) in row.chunks_exact_mut(W).enumerate() {
                         let base = (oy * S + ky) * wp + kx;
                         let src = &xp[base..base + (W - 1) * S + 1];
@@ -156,7 +170,7 @@ fn im2col_padded<const S: usize, const W: usize>(g: &ConvGeom, x: &[f32], col: &
 
 /// [`im2col`] for a compile-time stride: the rows of a small plane are a few values long, so the
 /// inner copies are plain loops (vectorised for stride 1) rather than `memcpy`/`memset` calls.
-fn im2col_s<const S: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+fn im2col_s<const S: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize) {
     let (k, n, wo) = (g.k, g.n(), g.wo);
     let plane = g.h * g.w;
     for ci in 0..g.cin {
@@ -165,7 +179,7 @@ fn im2col_s<const S: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
             let (oy_lo, oy_hi) = g.valid(ky, g.ho, g.h);
             for kx in 0..k {
                 let (ox_lo, ox_hi) = g.valid(kx, wo, g.w);
-                let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                let row = &mut col[((ci * k + ky) * k + kx) * ld..][..n];
                 row[..oy_lo * wo].fill(0.0);
                 row[oy_hi * wo..].fill(0.0);
                 let len = ox_hi.saturating_sub(ox_lo);
@@ -197,7 +211,7 @@ fn im2col_s<const S: usize>(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
 }
 
 /// [`im2col`] for any stride (not used by the model zoo's 1/2 strides).
-fn im2col_any(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+fn im2col_any(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize) {
     let (k, n, wo) = (g.k, g.n(), g.wo);
     for ci in 0..g.cin {
         let xc = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -205,7 +219,7 @@ fn im2col_any(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
             let (oy_lo, oy_hi) = g.valid(ky, g.ho, g.h);
             for kx in 0..k {
                 let (ox_lo, ox_hi) = g.valid(kx, wo, g.w);
-                let row = &mut col[((ci * k + ky) * k + kx) * n..][..n];
+                let row = &mut col[((ci * k + ky) * k + kx) * ld..][..n];
                 row.fill(0.0);
                 for oy in oy_lo..oy_hi {
                     let iy = oy * g.stride + ky - g.pad;
@@ -219,8 +233,9 @@ fn im2col_any(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// `dx (Cin x H x W) = col2im(dcol)` for one sample: overwrites `dx` with the scatter-add of `dcol`.
-fn col2im(g: &ConvGeom, dcol: &[f32], dx: &mut [f32]) {
+/// `dx (Cin x H x W) = col2im(dcol)` for one sample (rows of `dcol` at stride `ld`, as in
+/// [`im2col`]): overwrites `dx` with the scatter-add of `dcol`.
+fn col2im(g: &ConvGeom, dcol: &[f32], ld: usize, dx: &mut [f32]) {
     let (k, n, wo) = (g.k, g.n(), g.wo);
     dx.fill(0.0);
     for ci in 0..g.cin {
@@ -232,7 +247,7 @@ fn col2im(g: &ConvGeom, dcol: &[f32], dx: &mut [f32]) {
                 if ox_hi <= ox_lo {
                     continue;
                 }
-                let row = &dcol[((ci * k + ky) * k + kx) * n..][..n];
+                let row = &dcol[((ci * k + ky) * k + kx) * ld..][..n];
                 for oy in oy_lo..oy_hi {
                     let iy = oy * g.stride + ky - g.pad;
                     let xr = &mut xc[iy * g.w..(iy + 1) * g.w];
@@ -264,24 +279,66 @@ fn gemm_threads(g: &ConvGeom) -> usize {
     }
 }
 
-/// Runs `f(b, slice_b)` for every sample over `chunk`-sized slices of `out`, in parallel when the
-/// batch is at least the thread count, else sequentially (each gemm then is parallel).
-fn per_sample(
+/// Columns one gemm should see: a group of samples shares one call (and one packing of the
+/// weights) until it has about this many output positions.
+const GROUP_COLS: usize = 512;
+
+/// Samples per gemm call. Small planes (8x8, 4x4) give a per-sample gemm only 64 or 16 columns,
+/// so the weight matrix would be packed again for every sample (at width 64 layer 4's 9 MiB of
+/// weights, 32 times per call); grouping samples side by side amortises it. Never more than a
+/// thread's share of the batch, so every thread still gets work; 1 when the gemm itself is parallel.
+fn group_size(g: &ConvGeom) -> usize {
+    let nt = num_threads();
+    if g.b < nt {
+        return 1;
+    }
+    (GROUP_COLS / g.n().max(1)).clamp(1, g.b.div_ceil(nt))
+}
+
+/// Runs `f(b0, nb, out_chunk)` for consecutive groups of `per_group` samples (the last may be
+/// smaller) over `plane`-sized per-sample slices of `out`: in parallel over groups, or one sample
+/// at a time when the batch is smaller than the thread count (each gemm then is parallel).
+fn for_groups(
     g: &ConvGeom,
+    per_group: usize,
     out: &mut [f32],
-    chunk: usize,
-    f: impl Fn(usize, &mut [f32]) -> Result<()> + Sync,
+    plane: usize,
+    f: impl Fn(usize, usize, &mut [f32]) -> Result<()> + Sync,
 ) -> Result<()> {
     if gemm_threads(g) > 1 {
-        out.chunks_mut(chunk)
+        out.chunks_mut(plane)
             .enumerate()
-            .try_for_each(|(i, o)| f(i, o))
+            .try_for_each(|(i, o)| f(i, 1, o))
     } else {
-        par_chunks(out, chunk, f)
+        par_chunks(out, per_group * plane, |i, o| {
+            f(i * per_group, o.len() / plane, o)
+        })
+    }
+}
+
+/// Copies the `nb` per-sample `(rows x n)` blocks of `src` (sample-major, as in NCHW) into one
+/// `(rows x nb*n)` matrix `dst` with the samples side by side.
+fn gather_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) {
+    let ld = nb * n;
+    for gi in 0..nb {
+        for r in 0..rows {
+            dst[r * ld + gi * n..][..n].copy_from_slice(&src[(gi * rows + r) * n..][..n]);
+        }
+    }
+}
+
+/// The inverse of [`gather_rows`]: `(rows x nb*n)` back into `nb` sample-major blocks.
+fn scatter_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) {
+    let ld = nb * n;
+    for gi in 0..nb {
+        for r in 0..rows {
+            dst[(gi * rows + r) * n..][..n].copy_from_slice(&src[r * ld + gi * n..][..n]);
+        }
     }
 }
 
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
+/// Per group of `nb` samples: `Y (Cout x nb*HoWo) = W * [col[b0] .. col[b0+nb-1]]`.
 pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let mut y = vec![0f32; g.b * g.out_plane()];
@@ -294,11 +351,13 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         rs: kdim,
         cs: 1,
     };
-    per_sample(g, &mut y, g.out_plane(), |bi, yb| {
-        let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
-        if g.is_pointwise() {
+    let per = group_size(g);
+    for_groups(g, per, &mut y, g.out_plane(), |b0, nb, yc| {
+        let xs = &x[b0 * g.in_plane()..(b0 + nb) * g.in_plane()];
+        let ld = nb * n;
+        if nb == 1 && g.is_pointwise() {
             let cmat = Mat {
-                data: xb,
+                data: xs,
                 rs: n,
                 cs: 1,
             };
@@ -307,7 +366,7 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 g.cout,
                 n,
                 kdim,
-                yb,
+                yc,
                 n,
                 false,
                 wm,
@@ -315,25 +374,46 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 inner,
             );
         }
-        with_scratch(kdim * n, |col| {
-            im2col(g, xb, col);
+        let ylen = if nb == 1 { 0 } else { g.cout * ld };
+        with_scratch(kdim * ld + ylen, |buf| {
+            let (col, ytmp) = buf.split_at_mut(kdim * ld);
+            for gi in 0..nb {
+                let xb = &xs[gi * g.in_plane()..(gi + 1) * g.in_plane()];
+                im2col(g, xb, &mut col[gi * n..], ld);
+            }
             let cmat = Mat {
                 data: col,
-                rs: n,
+                rs: ld,
                 cs: 1,
             };
+            if nb == 1 {
+                return sgemm(
+                    "conv2d forward",
+                    g.cout,
+                    n,
+                    kdim,
+                    yc,
+                    n,
+                    false,
+                    wm,
+                    cmat,
+                    inner,
+                );
+            }
             sgemm(
                 "conv2d forward",
                 g.cout,
-                n,
+                ld,
                 kdim,
-                yb,
-                n,
+                ytmp,
+                ld,
                 false,
                 wm,
                 cmat,
                 inner,
-            )
+            )?;
+            scatter_rows(ytmp, nb, g.cout, n, yc);
+            Ok(())
         })
     })?;
     Ok(y)
@@ -343,7 +423,8 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 ///
 /// Stride 1 (k > 1, padding <= k - 1): a forward convolution of dy with the spatially flipped,
 /// channel-transposed kernel and padding k - 1 - p (im2col + gemm with depth Cout*K*K, as cheap as
-/// the forward). Otherwise: `dcol = W^T dy[b]` then col2im (1x1 stride 1: dx[b] = W^T dy[b]).
+/// the forward). Otherwise, per group: `dcol = W^T dY` then col2im per sample (1x1 stride 1:
+/// `dX = W^T dY` directly).
 pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     if g.stride == 1 && g.k > 1 && g.pad < g.k {
@@ -380,40 +461,60 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         rs: 1,
         cs: kdim,
     };
-    per_sample(g, &mut dx, g.in_plane(), |bi, dxb| {
-        let dyb = Mat {
-            data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
-            rs: n,
-            cs: 1,
-        };
-        if g.is_pointwise() {
-            return sgemm(
-                "conv2d input grad",
-                kdim,
-                n,
-                g.cout,
-                dxb,
-                n,
-                false,
-                wt,
-                dyb,
-                inner,
-            );
-        }
-        with_scratch(kdim * n, |dcol| {
+    let per = group_size(g);
+    for_groups(g, per, &mut dx, g.in_plane(), |b0, nb, dxc| {
+        let dys = &dy[b0 * g.out_plane()..(b0 + nb) * g.out_plane()];
+        let ld = nb * n;
+        let glen = if nb == 1 { 0 } else { g.cout * ld };
+        with_scratch(kdim * ld + glen, |buf| {
+            let (dcol, dyg) = buf.split_at_mut(kdim * ld);
+            let dym = if nb == 1 {
+                Mat {
+                    data: dys,
+                    rs: n,
+                    cs: 1,
+                }
+            } else {
+                gather_rows(dys, nb, g.cout, n, dyg);
+                Mat {
+                    data: dyg,
+                    rs: ld,
+                    cs: 1,
+                }
+            };
+            if g.is_pointwise() && nb == 1 {
+                return sgemm(
+                    "conv2d input grad",
+                    kdim,
+                    n,
+                    g.cout,
+                    dxc,
+                    n,
+                    false,
+                    wt,
+                    dym,
+                    inner,
+                );
+            }
             sgemm(
                 "conv2d input grad",
                 kdim,
-                n,
+                ld,
                 g.cout,
                 dcol,
-                n,
+                ld,
                 false,
                 wt,
-                dyb,
+                dym,
                 inner,
             )?;
-            col2im(g, dcol, dxb);
+            if g.is_pointwise() {
+                scatter_rows(dcol, nb, kdim, n, dxc);
+                return Ok(());
+            }
+            for (gi, dxb) in dxc.chunks_mut(g.in_plane()).enumerate() {
+                col2im(g, &dcol[gi * n..], ld, dxb);
+            }
             Ok(())
         })
     })?;
@@ -421,8 +522,9 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 }
 
 /// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch. Each pool slot
-/// accumulates its own partial sum over a fixed contiguous range of samples; the partials are added
-/// at the end in slot order (deterministic for a given thread count).
+/// accumulates its own partial sum over a fixed contiguous range of samples (in groups, as the
+/// forward); the partials are added at the end in slot order (deterministic for a given thread
+/// count).
 pub fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
     let wlen = g.cout * kdim;
@@ -432,48 +534,56 @@ pub fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> 
     } else {
         num_threads().min(g.b).max(1)
     };
-    // Each sample adds `dW^T (CinKK x Cout) += col[b] (CinKK x HoWo) * dy[b]^T (HoWo x Cout)`: with the
-    // long pixel axis as the gemm depth and both operands read along it, this orientation runs at
-    // full speed for every layer shape (the `dy * col^T` one is several times slower for small Cout).
-    let one_sample = |bi: usize, dwt: &mut [f32], first: bool| -> Result<()> {
-        let xb = &x[bi * g.in_plane()..(bi + 1) * g.in_plane()];
-        // dy[b]^T: (HoWo x Cout), element (i, j) = dy[b][j * n + i].
-        let dyt = Mat {
-            data: &dy[bi * g.out_plane()..(bi + 1) * g.out_plane()],
-            rs: 1,
-            cs: n,
-        };
-        if g.is_pointwise() {
-            let xm = Mat {
-                data: xb,
-                rs: n,
-                cs: 1,
+    let per = group_size(g);
+    // Each group adds `dW^T (CinKK x Cout) += col (CinKK x nb*HoWo) * dY^T (nb*HoWo x Cout)`: with
+    // the long pixel axis as the gemm depth and both operands read along it, this orientation runs
+    // at full speed for every layer shape (`dy * col^T` is several times slower for small Cout).
+    let one_group = |b0: usize, nb: usize, dwt: &mut [f32], first: bool| -> Result<()> {
+        let xs = &x[b0 * g.in_plane()..(b0 + nb) * g.in_plane()];
+        let dys = &dy[b0 * g.out_plane()..(b0 + nb) * g.out_plane()];
+        let ld = nb * n;
+        let direct_x = nb == 1 && g.is_pointwise();
+        let clen = if direct_x { 0 } else { kdim * ld };
+        let glen = if nb == 1 { 0 } else { g.cout * ld };
+        with_scratch(clen + glen, |buf| {
+            let (col, dyg) = buf.split_at_mut(clen);
+            // dY^T: (nb*HoWo x Cout), element (j, co) = dY[co * ld + j].
+            let dyt = if nb == 1 {
+                Mat {
+                    data: dys,
+                    rs: 1,
+                    cs: n,
+                }
+            } else {
+                gather_rows(dys, nb, g.cout, n, dyg);
+                Mat {
+                    data: dyg,
+                    rs: 1,
+                    cs: ld,
+                }
             };
-            return sgemm(
-                "conv2d weight grad",
-                kdim,
-                g.cout,
-                n,
-                dwt,
-                g.cout,
-                !first,
-                xm,
-                dyt,
-                inner,
-            );
-        }
-        with_scratch(kdim * n, |col| {
-            im2col(g, xb, col);
-            let cm = Mat {
-                data: col,
-                rs: n,
-                cs: 1,
+            let cm = if direct_x {
+                Mat {
+                    data: xs,
+                    rs: n,
+                    cs: 1,
+                }
+            } else {
+                for gi in 0..nb {
+                    let xb = &xs[gi * g.in_plane()..(gi + 1) * g.in_plane()];
+                    im2col(g, xb, &mut col[gi * n..], ld);
+                }
+                Mat {
+                    data: col,
+                    rs: ld,
+                    cs: 1,
+                }
             };
             sgemm(
                 "conv2d weight grad",
                 kdim,
                 g.cout,
-                n,
+                ld,
                 dwt,
                 g.cout,
                 !first,
@@ -487,12 +597,15 @@ pub fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> 
     // their in-order total) is the same whichever thread runs it: bit-reproducible under any load.
     // (Pulling samples from a shared cursor made the grouping, hence the rounding, timing-dependent.)
     let partials = par_map(slots, |s| {
-        let mut dw = vec![0f32; wlen];
+        let mut dwt = vec![0f32; wlen];
         let (lo, hi) = (s * g.b / slots, (s + 1) * g.b / slots);
-        for bi in lo..hi {
-            one_sample(bi, &mut dw, bi == lo)?;
+        let mut b0 = lo;
+        while b0 < hi {
+            let nb = per.min(hi - b0);
+            one_group(b0, nb, &mut dwt, b0 == lo)?;
+            b0 += nb;
         }
-        Ok(dw)
+        Ok(dwt)
     })?;
     let mut it = partials.into_iter();
     let mut total = it.next().unwrap_or_else(|| vec![0f32; wlen]);
