@@ -62,6 +62,9 @@ fn main() {
         (128, 16, 1152),
     ] {
         probe("fwd", m, n, k, 64, false, false);
+        probe("fwd W^T", m, n, k, 64, true, false);
+        probe("fwd x8", m, n * 8, k, 8, false, false);
+        probe("fwd x8 W^T", m, n * 8, k, 8, true, false);
         probe("dx W^T", k, n, m, 64, true, false);
         probe("dW", m, k, n, 64, false, true);
         probe("dW^T", k, m, n, 64, false, true);

@@ -8,7 +8,9 @@
 //! `dx = gamma_c * inv_c * (g - dbeta_c / N - xhat * dgamma_c / N)`.
 //! Statistics are accumulated in f64 (two passes: mean, then centred squares).
 
-use super::host::{cpu_slice, num_threads, par_chunks, par_map, with_slice};
+use super::host::{
+    assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, uninit_vec, with_slice, Uninit,
+};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::{Arc, OnceLock};
 
@@ -213,10 +215,11 @@ fn stats(x: &[f32], b: usize, c: usize, s: usize, eps: f64) -> Result<BnStats> {
     Ok(BnStats { mean, var, inv })
 }
 
-/// y = [relu](scale_c * x + shift_c) over the (B, C, S) view.
+/// y = [relu](scale_c * x + shift_c) over the (B, C, S) view; writes every element of `y`
+/// (`y.len() == x.len()`).
 fn apply(
     x: &[f32],
-    y: &mut [f32],
+    y: &mut [Uninit],
     c: usize,
     s: usize,
     scale: &[f32],
@@ -232,11 +235,11 @@ fn apply(
                 let (a, bb) = (scale[j % c], shift[j % c]);
                 if relu {
                     for (d, &t) in yp.iter_mut().zip(xp) {
-                        *d = (a * t + bb).max(0.0);
+                        d.write((a * t + bb).max(0.0));
                     }
                 } else {
                     for (d, &t) in yp.iter_mut().zip(xp) {
-                        *d = a * t + bb;
+                        d.write(a * t + bb);
                     }
                 }
             }
@@ -249,7 +252,7 @@ fn apply(
             for (yrow, xrow) in yr.chunks_mut(c).zip(xr.chunks(c)) {
                 for ((d, &t), (&a, &bb)) in yrow.iter_mut().zip(xrow).zip(scale.iter().zip(shift)) {
                     let v = a * t + bb;
-                    *d = if relu { v.max(0.0) } else { v };
+                    d.write(if relu { v.max(0.0) } else { v });
                 }
             }
             Ok(())
@@ -285,8 +288,11 @@ pub fn bn_fwd(
     let st = stats(x, b, c, s, eps)?;
     let scale: Vec<f32> = st.inv.iter().zip(gamma).map(|(i, g)| i * g).collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - st.mean[i] * scale[i]).collect();
-    let mut y = vec![0f32; x.len()];
+    let mut y = uninit_vec(x.len());
     apply(x, &mut y, c, s, &scale, &shift, relu)?;
+    // SAFETY: `apply` wrote every element of `y` (it returned Ok).
+    #[allow(unsafe_code)]
+    let y = unsafe { assume_init_vec(y) };
     Ok((y, st))
 }
 
@@ -362,7 +368,8 @@ pub fn bn_bwd(
     let k3: Vec<f32> = (0..c)
         .map(|i| -k1[i] * dbeta[i] / n - k2[i] * st.mean[i])
         .collect();
-    let mut dx = vec![0f32; x.len()];
+    // Both branches write every element of dx (each chunk zips its full length).
+    let mut dx = uninit_vec(x.len());
     if s > 1 {
         let spc = samples_per_chunk(b, c * s);
         par_chunks(&mut dx, spc * c * s, |i, dc| {
@@ -377,7 +384,7 @@ pub fn bn_bwd(
                     .zip(&y[o..o + s])
                     .zip(&dy[o..o + s])
                 {
-                    *dv = a1 * gate(yv, g) + a2 * xv + a3;
+                    dv.write(a1 * gate(yv, g) + a2 * xv + a3);
                 }
             }
             Ok(())
@@ -389,12 +396,15 @@ pub fn bn_bwd(
             for (r, drow) in d.chunks_mut(c).enumerate() {
                 let o = o0 + r * c;
                 for (j, dv) in drow.iter_mut().enumerate() {
-                    *dv = k1[j] * gate(y[o + j], dy[o + j]) + k2[j] * x[o + j] + k3[j];
+                    dv.write(k1[j] * gate(y[o + j], dy[o + j]) + k2[j] * x[o + j] + k3[j]);
                 }
             }
             Ok(())
         })?;
     }
+    // SAFETY: every element of dx was written above (the kernels returned Ok).
+    #[allow(unsafe_code)]
+    let dx = unsafe { assume_init_vec(dx) };
     Ok((dx, dgamma, dbeta))
 }
 
@@ -486,8 +496,11 @@ impl candle_core::CustomOp1 for BnEvalOp {
                 self.scale.len()
             )
         }
-        let mut y = vec![0f32; x.len()];
+        let mut y = uninit_vec(x.len());
         apply(x, &mut y, c, s, &self.scale, &self.shift, self.relu)?;
+        // SAFETY: `apply` wrote every element of `y` (it returned Ok).
+        #[allow(unsafe_code)]
+        let y = unsafe { assume_init_vec(y) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 }

@@ -9,8 +9,8 @@
 //! samples run in turn and each gemm is parallel).
 
 use super::host::{
-    cpu_slice, num_threads, par_chunks, par_map, sgemm, with_inner_scratch, with_scratch,
-    with_slice, Mat,
+    assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, sgemm, sgemm_uninit, uninit_vec,
+    with_inner_scratch, with_scratch, with_slice, write_slice, Mat, Uninit,
 };
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
@@ -298,12 +298,12 @@ fn group_size(g: &ConvGeom) -> usize {
 /// Runs `f(b0, nb, out_chunk)` for consecutive groups of `per_group` samples (the last may be
 /// smaller) over `plane`-sized per-sample slices of `out`: in parallel over groups, or one sample
 /// at a time when the batch is smaller than the thread count (each gemm then is parallel).
-fn for_groups(
+fn for_groups<T: Send>(
     g: &ConvGeom,
     per_group: usize,
-    out: &mut [f32],
+    out: &mut [T],
     plane: usize,
-    f: impl Fn(usize, usize, &mut [f32]) -> Result<()> + Sync,
+    f: impl Fn(usize, usize, &mut [T]) -> Result<()> + Sync,
 ) -> Result<()> {
     if gemm_threads(g) > 1 {
         out.chunks_mut(plane)
@@ -337,14 +337,28 @@ fn scatter_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) 
     }
 }
 
+/// [`scatter_rows`] into uninitialised slots (writes every element of the `nb` blocks).
+fn scatter_rows_uninit(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [Uninit]) {
+    let ld = nb * n;
+    for gi in 0..nb {
+        for r in 0..rows {
+            write_slice(
+                &mut dst[(gi * rows + r) * n..][..n],
+                &src[r * ld + gi * n..][..n],
+            );
+        }
+    }
+}
+
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
 /// Per group of `nb` samples: `Y (Cout x nb*HoWo) = W * [col[b0] .. col[b0+nb-1]]`.
 pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let (kdim, n) = (g.kdim(), g.n());
-    let mut y = vec![0f32; g.b * g.out_plane()];
-    if y.is_empty() {
-        return Ok(y);
+    let total = g.b * g.out_plane();
+    if total == 0 {
+        return Ok(Vec::new());
     }
+    let mut y = uninit_vec(total);
     let inner = gemm_threads(g);
     let wm = Mat {
         data: w,
@@ -352,6 +366,8 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         cs: 1,
     };
     let per = group_size(g);
+    // Every group writes its whole slice of y: a gemm of `Cout x HoWo` (row stride HoWo) for one
+    // sample, or the scatter of all `nb * Cout` rows for several.
     for_groups(g, per, &mut y, g.out_plane(), |b0, nb, yc| {
         let xs = &x[b0 * g.in_plane()..(b0 + nb) * g.in_plane()];
         let ld = nb * n;
@@ -361,18 +377,7 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 rs: n,
                 cs: 1,
             };
-            return sgemm(
-                "conv2d forward",
-                g.cout,
-                n,
-                kdim,
-                yc,
-                n,
-                false,
-                wm,
-                cmat,
-                inner,
-            );
+            return sgemm_uninit("conv2d forward", g.cout, n, kdim, yc, n, wm, cmat, inner);
         }
         let ylen = if nb == 1 { 0 } else { g.cout * ld };
         with_scratch(kdim * ld + ylen, |buf| {
@@ -387,18 +392,7 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 cs: 1,
             };
             if nb == 1 {
-                return sgemm(
-                    "conv2d forward",
-                    g.cout,
-                    n,
-                    kdim,
-                    yc,
-                    n,
-                    false,
-                    wm,
-                    cmat,
-                    inner,
-                );
+                return sgemm_uninit("conv2d forward", g.cout, n, kdim, yc, n, wm, cmat, inner);
             }
             sgemm(
                 "conv2d forward",
@@ -412,11 +406,14 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 cmat,
                 inner,
             )?;
-            scatter_rows(ytmp, nb, g.cout, n, yc);
+            scatter_rows_uninit(ytmp, nb, g.cout, n, yc);
             Ok(())
         })
     })?;
-    Ok(y)
+    // SAFETY: `for_groups` hands out every per-sample slice of `y` exactly once and each group
+    // writes all of its slice (see above); an error returned early never reaches this line.
+    #[allow(unsafe_code)]
+    Ok(unsafe { assume_init_vec(y) })
 }
 
 /// Input gradient on host slices: dy (B*Cout*HoWo), w -> dx (B*Cin*H*W).

@@ -4,7 +4,7 @@
 //! on one thread (candle's ReLU gradient builds a 0/1 mask, converts it and multiplies); here it is
 //! one parallel pass forward and one backward, which hands the same gated gradient to both inputs.
 
-use super::host::{cpu_slice, par_chunks, with_slice};
+use super::host::{assume_init_vec, cpu_slice, par_chunks, uninit_vec, with_slice};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// Values per parallel piece of an element-wise pass.
@@ -34,14 +34,21 @@ impl CustomOp2 for AddReluOp {
         }
         let a = cpu_slice(s1, l1, "add_relu lhs")?;
         let b = cpu_slice(s2, l2, "add_relu rhs")?;
-        let mut y = vec![0f32; a.len()];
+        if b.len() != a.len() {
+            bail!("add_relu: operand sizes differ")
+        }
+        let mut y = uninit_vec(a.len());
         par_chunks(&mut y, CHUNK, |i, yc| {
             let o = i * CHUNK;
             for ((d, &u), &v) in yc.iter_mut().zip(&a[o..]).zip(&b[o..]) {
-                *d = (u + v).max(0.0);
+                d.write((u + v).max(0.0));
             }
             Ok(())
         })?;
+        // SAFETY: the chunks cover y and each zips its full length against a and b, which are at
+        // least as long (same length, checked above).
+        #[allow(unsafe_code)]
+        let y = unsafe { assume_init_vec(y) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -60,14 +67,18 @@ impl CustomOp2 for AddReluOp {
                 if ys.len() != gs.len() {
                     bail!("add_relu backward: output and gradient sizes differ")
                 }
-                let mut g = vec![0f32; ys.len()];
+                let mut g = uninit_vec(ys.len());
                 par_chunks(&mut g, CHUNK, |i, gc| {
                     let o = i * CHUNK;
                     for ((d, &yv), &gv) in gc.iter_mut().zip(&ys[o..]).zip(&gs[o..]) {
-                        *d = if yv > 0.0 { gv } else { 0.0 };
+                        d.write(if yv > 0.0 { gv } else { 0.0 });
                     }
                     Ok(())
                 })?;
+                // SAFETY: the chunks cover g; each zips its full length against ys and gs (same
+                // length, checked above).
+                #[allow(unsafe_code)]
+                let g = unsafe { assume_init_vec(g) };
                 Ok(g)
             })
         })?;
