@@ -55,6 +55,8 @@ fn probe(label: &str, m: usize, n: usize, k: usize, reps: usize, a_t: bool, b_t:
 }
 
 fn main() {
+    probe("square", 1024, 1024, 1024, 1, false, false);
+    probe("square", 2048, 2048, 2048, 1, false, false);
     for &(m, n, k) in &[
         (16usize, 1024usize, 144usize),
         (32, 256, 288),
