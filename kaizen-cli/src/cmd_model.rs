@@ -315,7 +315,14 @@ mod tests {
         }
         let f1 = read(&p("f1.safetensors"), "features")?;
         assert_eq!(f1.len(), 5 * 16);
-        assert_eq!(f1, read(&p("f2.safetensors"), "features")?);
+        // Same features whatever the batch size, up to rounding: the convolution groups samples
+        // into one gemm per group, and the gemm's blocking (hence summation order) depends on the
+        // group's width, so batch 5 and batch 2 may differ in the last bits.
+        let f2 = read(&p("f2.safetensors"), "features")?;
+        let scale = f1.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (a, b) in f1.iter().zip(&f2) {
+            assert!((a - b).abs() <= 1e-5 * scale, "features differ: {a} vs {b}");
+        }
         assert!(f1.iter().any(|v| *v != 0.0));
 
         // wrong channel count and missing key are clear errors naming the input file
