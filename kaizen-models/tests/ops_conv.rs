@@ -30,6 +30,7 @@ const CASES: &[Case] = &[
     (2, 3, 28, 28, 3, 3, 1, 1),   // fixed width 28 (Fashion-MNIST stem)
     (2, 3, 14, 14, 3, 3, 2, 1),   // fixed width 7, stride 2
     (3, 2, 16, 16, 4, 5, 1, 2),   // 5x5 kernel, stride 1
+    (3, 20, 6, 6, 18, 3, 1, 1),   // channels over one 16x16 tile of the kernel flip / dW transpose
 ];
 
 /// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).
