@@ -55,6 +55,11 @@ fn main() -> ExitCode {
         let n = candle_core::utils::get_num_threads();
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    // KAIZEN_KERNELS=reference runs every layer through candle's own ops instead of the fast CPU
+    // kernels (A/B checks of a whole run; several times slower).
+    if std::env::var("KAIZEN_KERNELS").is_ok_and(|v| v == "reference") {
+        kaizen_models::ops::set_fast_kernels(false);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => cmd_run::run(*a),
