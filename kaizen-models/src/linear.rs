@@ -21,6 +21,6 @@ impl Linear {
 
     /// `x: (B, in) -> (B, out)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+        crate::ops::linear(x, &self.weight, &self.bias)
     }
 }

@@ -17,6 +17,7 @@ mod bn;
 mod conv;
 mod eltwise;
 mod host;
+mod linear;
 mod sgd;
 
 pub use host::tune_allocator;
@@ -118,6 +119,29 @@ pub fn fast_add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// Composition of candle ops for [`add_relu`]: the reference for the fused kernel.
 pub fn reference_add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (a + b)?.relu()
+}
+
+/// Fully connected layer `y = x w^T + b`: x (B, I), w (O, I), b (O,) -> (B, O). On the CPU (f32)
+/// one custom op with its own parallel backward ([`fast_linear`]); elsewhere candle's matmul and
+/// broadcast add ([`reference_linear`]).
+pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if fast_path(&[x, w, b]) {
+        fast_linear(x, w, b)
+    } else {
+        reference_linear(x, w, b)
+    }
+}
+
+/// The CPU kernel behind [`linear`].
+pub fn fast_linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    tune_allocator();
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, linear::LinearOp)
+}
+
+/// Composition of candle ops for [`linear`]: the reference for the fused kernel.
+pub fn reference_linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.matmul(&w.t()?)?.broadcast_add(b)
 }
 
 /// Training-mode batch normalisation over the batch (and spatial) dimensions, optionally followed by ReLU.
