@@ -16,12 +16,7 @@ fn run(dims: &[usize], f: JoinFn, seed: u64) -> anyhow::Result<[Tensor; 3]> {
     let r = rand_tensor(seed + 2, dims)?;
     let y = f(a.as_tensor(), b.as_tensor())?;
     let grads = (&y * &r)?.sum_all()?.backward()?;
-    let g = |v: &Var| -> anyhow::Result<Tensor> {
-        grads
-            .get(v.as_tensor())
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("no gradient"))
-    };
+    let g = |v: &Var| grad_of(&grads, v.as_tensor());
     Ok([y, g(&a)?, g(&b)?])
 }
 

@@ -17,12 +17,7 @@ fn run(bs: usize, i: usize, o: usize, f: LinFn, seed: u64) -> anyhow::Result<[Te
     let y = f(x.as_tensor(), w.as_tensor(), b.as_tensor())?;
     let r = rand_tensor(seed + 3, &[bs, o])?;
     let grads = (&y * &r)?.sum_all()?.backward()?;
-    let g = |v: &Var| -> anyhow::Result<Tensor> {
-        grads
-            .get(v.as_tensor())
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("no gradient"))
-    };
+    let g = |v: &Var| grad_of(&grads, v.as_tensor());
     Ok([y, g(&x)?, g(&w)?, g(&b)?])
 }
 

@@ -104,58 +104,47 @@ fn lanes2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
     (ta, tb)
 }
 
-/// [`per_channel_sums`] for two sums at once.
-fn per_channel_sums2(
-    b: usize,
-    c: usize,
-    term: impl Fn(usize, usize) -> (f64, f64) + Sync,
-) -> Result<Vec<(f64, f64)>> {
-    let slots = num_threads().min(b).max(1);
-    let parts = par_map(slots, |sl| {
-        let mut acc = vec![(0f64, 0f64); c];
-        for bi in sl * b / slots..(sl + 1) * b / slots {
-            for (ch, a) in acc.iter_mut().enumerate() {
-                let (u, v) = term(bi, ch);
-                a.0 += u;
-                a.1 += v;
-            }
-        }
-        Ok(acc)
-    })?;
-    let mut it = parts.into_iter();
-    let mut total = it.next().unwrap_or_else(|| vec![(0f64, 0f64); c]);
-    for p in it {
-        for (t, v) in total.iter_mut().zip(&p) {
-            t.0 += v.0;
-            t.1 += v.1;
-        }
+/// A per-channel accumulator of [`per_channel_sums`]: one sum or a pair.
+trait Acc: Copy + Default + Send + Sync {
+    fn add(&mut self, o: Self);
+}
+
+impl Acc for f64 {
+    fn add(&mut self, o: Self) {
+        *self += o;
     }
-    Ok(total)
+}
+
+impl Acc for (f64, f64) {
+    fn add(&mut self, o: Self) {
+        self.0 += o.0;
+        self.1 += o.1;
+    }
 }
 
 /// `out[ch] = sum_b term(b, ch)` for the NCHW layout: every pool slot owns a fixed contiguous range
 /// of samples (so it streams whole samples) and keeps per-channel partials; the partials are added
 /// in slot order, so the result depends only on the thread count, never on timing.
-fn per_channel_sums(
+fn per_channel_sums<A: Acc>(
     b: usize,
     c: usize,
-    term: impl Fn(usize, usize) -> f64 + Sync,
-) -> Result<Vec<f64>> {
+    term: impl Fn(usize, usize) -> A + Sync,
+) -> Result<Vec<A>> {
     let slots = num_threads().min(b).max(1);
     let parts = par_map(slots, |sl| {
-        let mut acc = vec![0f64; c];
+        let mut acc = vec![A::default(); c];
         for bi in sl * b / slots..(sl + 1) * b / slots {
             for (ch, a) in acc.iter_mut().enumerate() {
-                *a += term(bi, ch);
+                a.add(term(bi, ch));
             }
         }
         Ok(acc)
     })?;
     let mut it = parts.into_iter();
-    let mut total = it.next().unwrap_or_else(|| vec![0f64; c]);
+    let mut total = it.next().unwrap_or_else(|| vec![A::default(); c]);
     for p in it {
-        for (t, v) in total.iter_mut().zip(&p) {
-            *t += *v;
+        for (t, v) in total.iter_mut().zip(p) {
+            t.add(v);
         }
     }
     Ok(total)
@@ -321,7 +310,7 @@ pub fn bn_bwd(
             o..o + s
         };
         // One pass over every plane for both sums: sum g and sum g * (x - mean), g the gated dy.
-        let both = per_channel_sums2(b, c, |bi, ch| {
+        let both = per_channel_sums(b, c, |bi, ch| {
             let r = plane(dy, bi, ch);
             let (xp, yp, gp) = (&x[r.clone()], &y[r.clone()], &dy[r]);
             let mu = st.mean[ch];

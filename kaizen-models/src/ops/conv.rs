@@ -327,22 +327,32 @@ fn gather_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) {
     }
 }
 
-/// The inverse of [`gather_rows`]: `(rows x nb*n)` back into `nb` sample-major blocks.
-fn scatter_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) {
-    let ld = nb * n;
-    for gi in 0..nb {
-        for r in 0..rows {
-            dst[(gi * rows + r) * n..][..n].copy_from_slice(&src[r * ld + gi * n..][..n]);
-        }
+/// A destination [`scatter_rows`] can fill: initialised f32 or not yet initialised slots.
+trait Slot {
+    fn put(dst: &mut [Self], src: &[f32])
+    where
+        Self: Sized;
+}
+
+impl Slot for f32 {
+    fn put(dst: &mut [f32], src: &[f32]) {
+        dst.copy_from_slice(src);
     }
 }
 
-/// [`scatter_rows`] into uninitialised slots (writes every element of the `nb` blocks).
-fn scatter_rows_uninit(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [Uninit]) {
+impl Slot for Uninit {
+    fn put(dst: &mut [Uninit], src: &[f32]) {
+        write_slice(dst, src);
+    }
+}
+
+/// The inverse of [`gather_rows`]: `(rows x nb*n)` back into `nb` sample-major blocks (writes every
+/// element of those blocks).
+fn scatter_rows<T: Slot>(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [T]) {
     let ld = nb * n;
     for gi in 0..nb {
         for r in 0..rows {
-            write_slice(
+            T::put(
                 &mut dst[(gi * rows + r) * n..][..n],
                 &src[r * ld + gi * n..][..n],
             );
@@ -406,7 +416,7 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 cmat,
                 inner,
             )?;
-            scatter_rows_uninit(ytmp, nb, g.cout, n, yc);
+            scatter_rows(ytmp, nb, g.cout, n, yc);
             Ok(())
         })
     })?;

@@ -319,24 +319,24 @@ thread_local! {
     static SCRATCH_INNER: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Like [`with_scratch`], on a second per-thread buffer, for a kernel that runs inside another
-/// kernel's `with_scratch` (im2col's padded plane inside the column buffer's scope).
-pub(crate) fn with_inner_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH_INNER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        Err(_) => f(&mut vec![0f32; len]),
-    })
-}
-
 /// Runs `f` on a per-thread scratch buffer of `len` f32 (contents unspecified: `f` must write
 /// before it reads). The buffer is reused across calls, so im2col tiles cost no allocation.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+    scratch_in(&SCRATCH, len, f)
+}
+
+/// Like [`with_scratch`], on a second per-thread buffer, for a kernel that runs inside another
+/// kernel's `with_scratch` (im2col's padded plane inside the column buffer's scope).
+pub(crate) fn with_inner_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    scratch_in(&SCRATCH_INNER, len, f)
+}
+
+fn scratch_in<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<f32>>>,
+    len: usize,
+    f: impl FnOnce(&mut [f32]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             if buf.len() < len {
                 buf.resize(len, 0.0);
