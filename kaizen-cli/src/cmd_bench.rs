@@ -296,13 +296,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.width >= 1 && a.classes >= 1 && a.steps >= 1,
         "--width, --classes and --steps must be at least 1"
     );
-    // candle's element-wise ops use a spin-waiting barrier pool; on 2 shared cores its waits for a
-    // descheduled worker dominated the step (measured: 25-30% of samples spinning). Those ops are
-    // memory-bound, so one thread loses little: default CANDLE_NUM_THREADS to 1 unless set. It must
-    // happen before the first candle op creates the pool. The kernels keep RAYON_NUM_THREADS threads.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
     ops::set_fast_kernels(!a.reference_kernels);
     let dev = Device::Cpu;
     let mut step = match a.mode {
