@@ -94,6 +94,16 @@ pub enum TeacherBn {
     Eval,
 }
 
+/// Which classes the classifier's cross-entropy normalises over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CeClasses {
+    /// Every class of the stream (the official code).
+    All,
+    /// The classes of the tasks trained so far; later tasks' logits are left out of the softmax.
+    Seen,
+}
+
 /// Optimiser family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -203,6 +213,8 @@ pub struct TrainConfig {
     pub lars_eta: f64,
     /// Warm-up epochs of the learning-rate schedule (restarted every task).
     pub warmup_epochs: f64,
+    /// Learning rate at the first warm-up step (0.003 in the official code); the classifier's is scaled alike.
+    pub warmup_start_lr: f64,
     /// EMA tau at the start of a task (cosine to `final_tau`).
     pub base_tau: f64,
     /// EMA tau at the end of a task.
@@ -225,6 +237,8 @@ pub struct LossConfig {
     pub feature_distill: f64,
     /// Weight of the classifier cross-entropy L_C^CT.
     pub classifier_ce: f64,
+    /// Classes in the cross-entropy's softmax: `all` (the official code) or `seen` (the tasks trained so far).
+    pub ce_classes: CeClasses,
     /// Weight lambda_C of the classifier soft-label distillation L_C^KD.
     pub classifier_distill: f64,
     /// Temperature of the soft-label distillation.
@@ -321,6 +335,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             lars_eta: 0.02,
             warmup_epochs: 1.0,
+            warmup_start_lr: 0.003,
             base_tau: 0.99,
             final_tau: 1.0,
             classifier_detach: true,
@@ -336,6 +351,7 @@ impl Default for LossConfig {
             ssl: 1.0,
             feature_distill: -1.0,
             classifier_ce: 1.0,
+            ce_classes: CeClasses::All,
             classifier_distill: 2.0,
             distill_temperature: 1.0,
             temperature: -1.0,
@@ -482,6 +498,7 @@ impl ExperimentConfig {
             ("train.momentum", t.momentum),
             ("train.lars_eta", t.lars_eta),
             ("train.warmup_epochs", t.warmup_epochs),
+            ("train.warmup_start_lr", t.warmup_start_lr),
             ("loss.ssl", self.loss.ssl),
             ("loss.classifier_ce", self.loss.classifier_ce),
             ("loss.classifier_distill", self.loss.classifier_distill),

@@ -20,6 +20,7 @@ pub mod loss;
 pub mod method;
 pub mod network;
 pub mod queue;
+pub mod step;
 pub mod train;
 
 pub use error::CoreError;

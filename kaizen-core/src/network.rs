@@ -74,12 +74,13 @@ impl NetworkSpec {
                 hidden_layers: 1,
                 batch_norm: true,
             });
+        // The official `MultiLayerClassifier`: Linear-ReLU-Linear, no BatchNorm.
         let classifier = MlpConfig {
             in_dim: feat,
             hidden: m.classifier_hidden,
             out_dim: num_classes,
             hidden_layers: 1,
-            batch_norm: true,
+            batch_norm: false,
         };
         let distill_predictor = MlpConfig {
             in_dim: m.proj_out,
@@ -221,6 +222,8 @@ pub struct Frozen {
 
 /// Outputs of the frozen model on one view.
 pub struct FrozenOut {
+    /// Frozen backbone features.
+    pub h: Tensor,
     /// Frozen projection z_old.
     pub z: Tensor,
     /// Frozen classifier logits.
@@ -280,7 +283,11 @@ impl Frozen {
         let h = self.backbone.forward(x, self.mode)?;
         let z = self.projector.forward(&h, self.mode)?.detach();
         let logits = self.classifier.forward(&h, self.mode)?.detach();
-        Ok(FrozenOut { z, logits })
+        Ok(FrozenOut {
+            h: h.detach(),
+            z,
+            logits,
+        })
     }
 
     /// The tensors the model was built from (for checkpoints), sorted by name.

@@ -9,21 +9,20 @@
 //! Every random draw is a function of (seed, task, epoch, step, sample), so a run resumed from any
 //! checkpoint continues bit-identically on the same machine and thread count.
 
-use crate::config::{ExperimentConfig, OptimizerName, StrategyKind, TeacherBn};
+use crate::config::{ExperimentConfig, StrategyKind, TeacherBn};
 use crate::distill::{build_distiller, DistillParams, Distiller};
 use crate::error::CoreError;
 use crate::eval::{self, EvalData, Protocol};
 use crate::events::{Event, EventSink, TermValue};
-use crate::loss;
-use crate::method::{build_method, MethodParams, SslInputs, SslMethod};
-use crate::network::{prefix, Frozen, NetworkSpec, Online};
-use candle_core::{DType, Device, Tensor};
+use crate::method::{build_method, MethodParams, SslMethod};
+use crate::network::{Frozen, NetworkSpec, Online};
+use candle_core::{Device, Tensor};
 use kaizen_data::{
     labelled_mask, load_dataset, shuffled_batches, two_view_batch, Augmenter, Batch, ClassOrder,
     Dataset, DatasetName, Item, ReplayMemory, ReplaySize, Split, TaskStream,
 };
 use kaizen_models::checkpoint::{self, Manifest};
-use kaizen_models::optim::{OptimConfig, Optimizer, OptimizerKind, ParamGroup, WarmupCosine};
+use kaizen_models::optim::{Optimizer, WarmupCosine};
 use kaizen_models::BnMode;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -419,7 +418,7 @@ impl<'a> Trainer<'a> {
             base_lr: self.cfg.train.lr,
             warmup_steps: warmup.min(total_steps),
             total_steps,
-            warmup_start_lr: 0.0,
+            warmup_start_lr: self.cfg.train.warmup_start_lr,
             min_lr: 0.0,
         };
         let fresh_task = self.counters.epoch == 0 && self.counters.step_in_epoch == 0;
@@ -585,54 +584,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn build_optimizer(&self) -> Optimizer {
-        let tc = &self.cfg.train;
-        let mut main = Vec::new();
-        for p in [
-            prefix::BACKBONE,
-            prefix::PROJECTOR,
-            prefix::PREDICTOR,
-            prefix::DISTILL_PREDICTOR,
-        ] {
-            main.extend(kaizen_models::params::trainable(
-                &self.online.varmap,
-                &format!("{p}."),
-            ));
-        }
-        let groups = vec![
-            ParamGroup {
-                name: "main".into(),
-                vars: main,
-                lr_scale: 1.0,
-                weight_decay: tc.weight_decay,
-                lars: tc.optimizer == OptimizerName::Lars,
-            },
-            ParamGroup {
-                name: "classifier".into(),
-                vars: kaizen_models::params::trainable(
-                    &self.online.varmap,
-                    &format!("{}.", prefix::CLASSIFIER),
-                ),
-                lr_scale: if tc.lr > 0.0 {
-                    tc.classifier_lr / tc.lr
-                } else {
-                    0.0
-                },
-                weight_decay: 0.0,
-                lars: tc.optimizer == OptimizerName::Lars && tc.classifier_lars,
-            },
-        ];
-        let cfg = OptimConfig {
-            kind: match tc.optimizer {
-                OptimizerName::Sgd => OptimizerKind::Sgd,
-                OptimizerName::Lars => OptimizerKind::Lars,
-            },
-            momentum: tc.momentum,
-            weight_decay: tc.weight_decay,
-            lars_eta: tc.lars_eta,
-            lars_clip: true,
-            exclude_bias_n_norm: true,
-        };
-        Optimizer::new(cfg, groups)
+        crate::step::build_optimizer(&self.cfg.train, &self.online)
     }
 
     /// One optimiser step; returns the unweighted terms and the weighted total.
@@ -644,99 +596,36 @@ impl<'a> Trainer<'a> {
         total_steps: usize,
         lr: f64,
     ) -> Result<Vec<TermValue>, CoreError> {
-        let cfg = &self.cfg;
-        let (w_ssl, w_fe, w_ce, w_ckd) = (
-            cfg.loss.ssl,
-            cfg.feature_distill_weight()?,
-            cfg.loss.classifier_ce,
-            cfg.classifier_distill_weight(),
-        );
-        let on = &self.online;
-        let h1 = on.backbone.forward(&batch.view1, BnMode::Train)?;
-        let h2 = on.backbone.forward(&batch.view2, BnMode::Train)?;
-        let z1 = on.projector.forward(&h1, BnMode::Train)?;
-        let z2 = on.projector.forward(&h2, BnMode::Train)?;
-        let mut parts: Vec<(&'static str, f64, Tensor)> = Vec::new();
-        if w_ssl > 0.0 {
-            let ssl = self.method.loss(
-                on,
-                &SslInputs {
-                    x1: &batch.view1,
-                    x2: &batch.view2,
-                    z1: &z1,
-                    z2: &z2,
-                },
-            )?;
-            parts.push(("ssl", w_ssl, ssl));
-        }
+        let settings = crate::step::StepSettings::for_task(&self.cfg, &self.stream, t)?;
         let frozen = self.frozen.as_ref().filter(|_| t > 0);
-        let need_logits = w_ce > 0.0 || (w_ckd > 0.0 && frozen.is_some());
-        let logits = if need_logits {
-            let (f1, f2) = if cfg.train.classifier_detach {
-                (h1.detach(), h2.detach())
-            } else {
-                (h1.clone(), h2.clone())
-            };
-            Some((
-                on.classifier.forward(&f1, BnMode::Train)?,
-                on.classifier.forward(&f2, BnMode::Train)?,
-            ))
-        } else {
-            None
+        let mut models = crate::step::StepModels {
+            online: &self.online,
+            method: self.method.as_mut(),
+            distiller: self.distiller.as_ref(),
+            frozen,
         };
-        if let (true, Some((l1, l2))) = (w_ce > 0.0, &logits) {
-            let ce = (loss::masked_ce(l1, &batch.labels)? + loss::masked_ce(l2, &batch.labels)?)?;
-            parts.push(("cls_ce", w_ce, ce));
-        }
-        if let Some(frozen) = frozen {
-            let o1 = frozen.forward(&batch.view1)?;
-            let o2 = frozen.forward(&batch.view2)?;
-            if w_fe > 0.0 {
-                let p1 = on.distill_predictor.forward(&z1, BnMode::Train)?;
-                let p2 = on.distill_predictor.forward(&z2, BnMode::Train)?;
-                parts.push(("fe_kd", w_fe, self.distiller.loss(&p1, &p2, &o1.z, &o2.z)?));
+        let terms = crate::step::loss_terms(
+            &mut models,
+            &settings,
+            &crate::step::StepBatch {
+                view1: &batch.view1,
+                view2: &batch.view2,
+                labels: &batch.labels,
+            },
+        )?;
+        if let Ok(d) = std::env::var("KAIZEN_DUMP") {
+            let on = &self.online;
+            let h1 = on.backbone.forward(&batch.view1, BnMode::BatchStats)?;
+            let h2 = on.backbone.forward(&batch.view2, BnMode::BatchStats)?;
+            let mut feats = vec![h1, h2];
+            if let Some(f) = frozen {
+                feats.push(f.forward(&batch.view1)?.h);
+                feats.push(f.forward(&batch.view2)?.h);
             }
-            if let (true, Some((l1, l2))) = (w_ckd > 0.0, &logits) {
-                let tt = cfg.loss.distill_temperature;
-                let kd = ((loss::soft_ce(l1, &o1.logits, tt)?
-                    + loss::soft_ce(l2, &o2.logits, tt)?)?
-                    * 0.5)?;
-                parts.push(("cls_kd", w_ckd, kd));
-            }
+            let refs: Vec<&Tensor> = feats.iter().collect();
+            dump_step(&d, t, step_in_task, lr, &refs, &batch.label_vec)?;
         }
-        let mut values = Vec::with_capacity(parts.len() + 1);
-        let mut total: Option<Tensor> = None;
-        let mut total_value = 0.0;
-        for (name, w, tensor) in &parts {
-            let v = f64::from(tensor.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-            if !v.is_finite() {
-                return Err(CoreError::NonFinite {
-                    term: (*name).to_string(),
-                    task: t,
-                    step: step_in_task,
-                    value: v,
-                });
-            }
-            total_value += w * v;
-            values.push(TermValue {
-                term: name,
-                value: v,
-            });
-            let weighted = (tensor * *w)?;
-            total = Some(match total {
-                None => weighted,
-                Some(acc) => (acc + weighted)?,
-            });
-        }
-        values.push(TermValue {
-            term: "total",
-            value: total_value,
-        });
-        let Some(total) = total else {
-            return Err(CoreError::Invalid(
-                "every loss term is switched off (all weights are 0): nothing to train".into(),
-            ));
-        };
+        let (total, values) = crate::step::weighted_total(&terms, t, step_in_task)?;
         let grads = total.backward()?;
         if let Some(opt) = self.optimizer.as_mut() {
             opt.step(&grads, lr)?;
@@ -967,6 +856,41 @@ impl<'a> Trainer<'a> {
         writeln!(log, "{v}").map_err(|e| io_err(&path, e))?;
         log.flush().map_err(|e| io_err(&path, e))
     }
+}
+
+fn dump_step(
+    dir: &str,
+    t: usize,
+    step: usize,
+    lr: f64,
+    feats: &[&Tensor],
+    labels: &[i64],
+) -> Result<(), CoreError> {
+    use std::io::Write as _;
+    let mut bytes = Vec::new();
+    for f in feats {
+        for v in f.flatten_all()?.to_vec1::<f32>()? {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    let bin = Path::new(dir).join("steps.bin");
+    let off = fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&bin)
+        .map_err(|e| io_err(&bin, e))?;
+    f.write_all(&bytes).map_err(|e| io_err(&bin, e))?;
+    let idx = Path::new(dir).join("steps.jsonl");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&idx)
+        .map_err(|e| io_err(&idx, e))?;
+    let line = serde_json::json!({"task": t, "step": step, "lr": lr, "n": labels.len(), "d": feats[0].dim(1)?,
+        "k": feats.len(), "offset": off, "labels": labels});
+    writeln!(f, "{line}").map_err(|e| io_err(&idx, e))?;
+    Ok(())
 }
 
 /// Augmentation key of step `s` of epoch `e` of task `t` (distinct for every step of a run).
