@@ -34,9 +34,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub strategy: Option<String>,
     /// Run several strategies on the same stream and seed, e.g. `kaizen,cassle,finetune`; each goes to
-    /// DIR/<strategy>/ and DIR/comparison.md + comparison.json put their summaries side by side.
+    /// DIR/<strategy>/ and DIR/comparison.md + comparison.json put their summaries side by side. Rerunning the
+    /// same command skips finished runs and resumes interrupted ones.
     #[arg(long, value_delimiter = ',', value_name = "S1,S2,...")]
     pub compare: Vec<String>,
+    /// Run every seed of a list, e.g. `--seeds 1,2,3` (with or without --compare): each run goes to
+    /// DIR/seed-<s>/<strategy>/, and DIR/comparison.md + comparison.json give every metric as mean ± standard
+    /// deviation over the seeds with the per-seed values. Rerunning the same command skips finished runs and
+    /// resumes interrupted ones.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "S1,S2,...",
+        conflicts_with = "seed"
+    )]
+    pub seeds: Vec<u64>,
     /// Dataset (fashion-mnist-mini, fashion-mnist, mnist, cifar10, cifar100, image-folder).
     #[arg(long)]
     pub dataset: Option<String>,
@@ -195,16 +207,31 @@ pub fn run(a: RunArgs) -> Result<()> {
         .iter()
         .map(|s| s.trim().parse::<StrategyKind>().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
+    let mut seen = std::collections::HashSet::new();
+    for s in &strategies {
+        if !seen.insert(*s) {
+            bail!("--compare lists `{s}` twice");
+        }
+    }
+    let mut unique_seeds = std::collections::HashSet::new();
+    for s in &a.seeds {
+        if !unique_seeds.insert(*s) {
+            bail!("--seeds lists {s} twice");
+        }
+    }
     let label = if strategies.is_empty() {
         cfg.strategy.to_string()
     } else {
         "compare".to_string()
     };
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{}-{}-seed{}", a.preset, label, cfg.seed)));
-    if strategies.is_empty() {
+    let default_out = if a.seeds.is_empty() {
+        format!("runs/{}-{}-seed{}", a.preset, label, cfg.seed)
+    } else {
+        let list: Vec<String> = a.seeds.iter().map(u64::to_string).collect();
+        format!("runs/{}-{}-seeds{}", a.preset, label, list.join("-"))
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(default_out));
+    if strategies.is_empty() && a.seeds.is_empty() {
         let opts = options(&out, dev, stop, a.log_every, a.stop_after_steps);
         let started = Instant::now();
         let mut sink = Progress::new(a.quiet);
@@ -214,51 +241,140 @@ pub fn run(a: RunArgs) -> Result<()> {
         report_status(&status, &out, started)?;
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::new();
-    for s in &strategies {
-        if !seen.insert(*s) {
-            bail!("--compare lists `{s}` twice");
-        }
-    }
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let started = Instant::now();
-    for s in &strategies {
-        let mut c = cfg.clone();
-        c.strategy = *s;
-        let dir = out.join(s.name());
-        let opts = options(
-            &dir,
-            dev.clone(),
-            Arc::clone(&stop),
-            a.log_every,
-            a.stop_after_steps,
-        );
-        let mut sink = Progress::new(a.quiet);
-        eprintln!("== {s} -> {}", dir.display());
-        let t0 = Instant::now();
-        let status = train::start(c, &opts, &mut sink)
-            .with_context(|| format!("run in {}", dir.display()))?;
-        sink.finish();
-        if let RunStatus::Interrupted { .. } = status {
-            report_status(&status, &dir, t0)?;
-            bail!(
-                "comparison interrupted during `{s}`; resume it with `kaizen resume {}`, then rerun the remaining strategies",
-                dir.display()
-            );
-        }
-        eprintln!("   {s} finished in {:.1} s", t0.elapsed().as_secs_f64());
-    }
+    let strategies = if strategies.is_empty() {
+        vec![cfg.strategy]
+    } else {
+        strategies
+    };
     let names: Vec<String> = strategies.iter().map(|s| s.to_string()).collect();
-    kaizen_core::eval::write_comparison(&out, &names)?;
+    let started = Instant::now();
+    let plan = Plan {
+        strategies: &strategies,
+        device: &dev,
+        stop: &stop,
+        args: &a,
+    };
+    if a.seeds.is_empty() {
+        plan.run_seed(&cfg, &out)?;
+        println!(
+            "comparison of {} written to {} and {} ({:.1} s in all)",
+            names.join(", "),
+            out.join("comparison.md").display(),
+            out.join("comparison.json").display(),
+            started.elapsed().as_secs_f64()
+        );
+        return print_file(&out.join("comparison.md"));
+    }
+    for &seed in &a.seeds {
+        let mut c = cfg.clone();
+        c.seed = seed;
+        plan.run_seed(&c, &kaizen_core::eval::seed_dir(&out, seed))?;
+    }
+    kaizen_core::eval::write_seed_comparison(&out, &a.seeds, &command_line())?;
     println!(
-        "comparison of {} written to {} and {} ({:.1} s in all)",
+        "{} over seeds {} written to {} and {} ({:.1} s in all)",
         names.join(", "),
+        a.seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
         out.join("comparison.md").display(),
         out.join("comparison.json").display(),
         started.elapsed().as_secs_f64()
     );
-    print_file(&out.join("comparison.md"))?;
-    Ok(())
+    print_file(&out.join("comparison.md"))
+}
+
+/// The strategies of one `--compare` / `--seeds` invocation and how to run them.
+struct Plan<'a> {
+    strategies: &'a [StrategyKind],
+    device: &'a candle_core::Device,
+    stop: &'a Arc<AtomicBool>,
+    args: &'a RunArgs,
+}
+
+impl Plan<'_> {
+    /// Every strategy on `cfg`'s seed into `dir/<strategy>/`, then `dir/comparison.{md,json}`.
+    fn run_seed(&self, cfg: &ExperimentConfig, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for s in self.strategies {
+            let mut c = cfg.clone();
+            c.strategy = *s;
+            let run_dir = dir.join(s.name());
+            let opts = options(
+                &run_dir,
+                self.device.clone(),
+                Arc::clone(self.stop),
+                self.args.log_every,
+                self.args.stop_after_steps,
+            );
+            eprintln!("== {s}, seed {} -> {}", c.seed, run_dir.display());
+            let t0 = Instant::now();
+            let Some(status) = run_or_continue(c, &opts, self.args.quiet)? else {
+                continue;
+            };
+            if let RunStatus::Interrupted { .. } = status {
+                report_status(&status, &run_dir, t0)?;
+                bail!(
+                    "interrupted during `{s}` (seed {}); run the same command again to continue where it stopped",
+                    cfg.seed
+                );
+            }
+            eprintln!("   {s} finished in {:.1} s", t0.elapsed().as_secs_f64());
+        }
+        let names: Vec<String> = self.strategies.iter().map(|s| s.to_string()).collect();
+        kaizen_core::eval::write_comparison(dir, &names)?;
+        Ok(())
+    }
+}
+
+/// Start the run of `cfg` in `opts.dir`; if that folder already holds a run of the same configuration, skip it when
+/// it finished (`None`) and resume it otherwise. A folder holding another configuration is an error.
+fn run_or_continue(
+    cfg: ExperimentConfig,
+    opts: &RunOptions,
+    quiet: bool,
+) -> Result<Option<RunStatus>> {
+    let dir = &opts.dir;
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    let mut sink = Progress::new(quiet);
+    let status = if !occupied {
+        train::start(cfg, opts, &mut sink)
+    } else {
+        let existing = train::read_config(dir)
+            .with_context(|| format!("{} is not empty and holds no kaizen run", dir.display()))?;
+        if train::config_hash(&existing)? != train::config_hash(&cfg)? {
+            bail!(
+                "{} holds a run of another configuration (see its config.toml): choose another --out",
+                dir.display()
+            );
+        }
+        if dir.join(train::files::SUMMARY).exists() {
+            eprintln!("   already finished: {}", dir.display());
+            return Ok(None);
+        }
+        eprintln!("   continuing the interrupted run in {}", dir.display());
+        train::resume(opts, &mut sink)
+    };
+    let status = status.with_context(|| format!("run in {}", dir.display()))?;
+    sink.finish();
+    Ok(Some(status))
+}
+
+/// The command line of this process, for the comparison report (arguments with spaces quoted).
+fn command_line() -> String {
+    std::iter::once("kaizen".to_string())
+        .chain(std::env::args().skip(1))
+        .map(|a| {
+            if a.contains(char::is_whitespace) {
+                format!("'{a}'")
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `kaizen resume`.

@@ -209,6 +209,72 @@ fn compare_writes_a_comparison_with_transfer_metrics() {
 }
 
 #[test]
+fn seeds_write_mean_and_std_over_seeds_and_a_rerun_skips_finished_runs() {
+    let t = tmp();
+    let dir = t.path().join("seeds");
+    let args = [
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&dir),
+        "--quiet",
+        "--compare",
+        "kaizen,finetune",
+        "--seeds",
+        "3,4",
+        "--set",
+        "eval.linear=false",
+    ];
+    ok(&args);
+    let v: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("comparison.json"))).expect("comparison JSON");
+    assert_eq!(v["seeds"], serde_json::json!([3, 4]));
+    // The aggregate must be the mean and sample std of the per-seed summaries, recomputed here.
+    let mut finals = Vec::new();
+    for seed in [3, 4] {
+        let summary: serde_json::Value =
+            serde_json::from_str(&read(&dir.join(format!("seed-{seed}/kaizen/summary.json"))))
+                .expect("summary JSON");
+        let config = read(&dir.join(format!("seed-{seed}/kaizen/config.toml")));
+        assert!(config.contains(&format!("seed = {seed}")), "{config}");
+        finals.push(
+            summary["protocols"]["knn"]["final_accuracy"]
+                .as_f64()
+                .expect("final accuracy"),
+        );
+    }
+    let st = &v["protocols"]["knn"]["kaizen"]["final_accuracy"];
+    let mean = (finals[0] + finals[1]) / 2.0;
+    let std = ((finals[0] - mean).powi(2) + (finals[1] - mean).powi(2)).sqrt();
+    assert!(
+        (st["mean"].as_f64().expect("mean") - mean).abs() < 1e-12,
+        "{st}"
+    );
+    assert!(
+        (st["std"].as_f64().expect("std") - std).abs() < 1e-12,
+        "{st}"
+    );
+    assert_eq!(st["values"], serde_json::json!(finals));
+    let md = read(&dir.join("comparison.md"));
+    assert!(md.contains("--seeds 3,4") && md.contains(" ± "), "{md}");
+    assert!(dir.join("seed-4/comparison.md").exists());
+    // Running the same command again trains nothing and keeps the results.
+    let before = read(&dir.join("seed-3/kaizen/summary.json"));
+    let o = ok(&args);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already finished"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(read(&dir.join("seed-3/kaizen/summary.json")), before);
+    // Another configuration in the same folder is refused.
+    let mut other = args.to_vec();
+    other.extend(["--set", "train.epochs=2"]);
+    fails_with(&other, "holds a run of another configuration");
+}
+
+#[test]
 fn bad_inputs_are_clear_errors_with_exit_code_2() {
     let t = tmp();
     fails_with(

@@ -186,6 +186,9 @@ pub struct ModelConfig {
     pub distill_hidden: usize,
     /// Classifier hidden width (1000 in the official code).
     pub classifier_hidden: usize,
+    /// Standardise the classifier's input (the detached features) with a BatchNorm without scale and shift: batch
+    /// statistics while training, running statistics at evaluation (false: the official Linear-ReLU-Linear alone).
+    pub classifier_input_norm: bool,
 }
 
 /// Optimisation.
@@ -318,6 +321,7 @@ impl Default for ModelConfig {
             pred_hidden: 512,
             distill_hidden: 512,
             classifier_hidden: 256,
+            classifier_input_norm: true,
         }
     }
 }
@@ -328,7 +332,7 @@ impl Default for TrainConfig {
             epochs: 5,
             batch_size: 64,
             optimizer: OptimizerName::Lars,
-            lr: 1.0,
+            lr: 0.25,
             classifier_lr: 0.1,
             classifier_lars: true,
             weight_decay: 1e-5,
@@ -351,7 +355,7 @@ impl Default for LossConfig {
             ssl: 1.0,
             feature_distill: -1.0,
             classifier_ce: 1.0,
-            ce_classes: CeClasses::All,
+            ce_classes: CeClasses::Seen,
             classifier_distill: 2.0,
             distill_temperature: 1.0,
             temperature: -1.0,

@@ -358,3 +358,22 @@ pub fn write_comparison(dir: &Path, names: &[String]) -> Result<(), CoreError> {
     kaizen_metrics::report::write_comparison(dir, &runs)?;
     Ok(())
 }
+
+/// The folder of seed `seed` inside a multi-seed run directory (`DIR/seed-<s>`).
+pub fn seed_dir(dir: &Path, seed: u64) -> std::path::PathBuf {
+    dir.join(format!("seed-{seed}"))
+}
+
+/// After `kaizen run --seeds`: aggregate `DIR/seed-<s>/comparison.json` of every seed into `DIR/comparison.md` and
+/// `DIR/comparison.json` (mean ± sample std of every metric, per protocol and strategy, with the per-seed values).
+pub fn write_seed_comparison(dir: &Path, seeds: &[u64], command: &str) -> Result<(), CoreError> {
+    let per_seed = seeds
+        .iter()
+        .map(|&s| {
+            kaizen_metrics::seeds::ComparisonFile::read(&seed_dir(dir, s).join("comparison.json"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let c = kaizen_metrics::seeds::aggregate(seeds, &per_seed)?;
+    kaizen_metrics::seeds::write_seed_comparison(dir, &c, command)?;
+    Ok(())
+}

@@ -65,6 +65,7 @@ impl NetworkSpec {
             out_dim: m.proj_out,
             hidden_layers: layers,
             batch_norm: bn,
+            input_norm: false,
         };
         let predictor =
             matches!(cfg.method, MethodKind::Byol | MethodKind::SimSiam).then(|| MlpConfig {
@@ -73,14 +74,17 @@ impl NetworkSpec {
                 out_dim: m.proj_out,
                 hidden_layers: 1,
                 batch_norm: true,
+                input_norm: false,
             });
-        // The official `MultiLayerClassifier`: Linear-ReLU-Linear, no BatchNorm.
+        // The official `MultiLayerClassifier`: Linear-ReLU-Linear, no BatchNorm; with `classifier_input_norm`, its
+        // input (the detached features) is first standardised.
         let classifier = MlpConfig {
             in_dim: feat,
             hidden: m.classifier_hidden,
             out_dim: num_classes,
             hidden_layers: 1,
             batch_norm: false,
+            input_norm: m.classifier_input_norm,
         };
         let distill_predictor = MlpConfig {
             in_dim: m.proj_out,
@@ -88,6 +92,7 @@ impl NetworkSpec {
             out_dim: m.proj_out,
             hidden_layers: 1,
             batch_norm: true,
+            input_norm: false,
         };
         Self {
             backbone,

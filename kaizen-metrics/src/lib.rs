@@ -36,7 +36,8 @@
 //! # Files
 //! [`to_csv`] / [`parse_matrix_csv`] (`acc_matrix_<protocol>.csv`), [`write_summary_json`] (`summary.json` =
 //! `{"protocols": {name: Summary}}`), [`write_run_report`] (report.md + CSVs + plots), [`write_comparison`]
-//! (comparison.md + comparison.json over several strategies). Plots (heatmaps with numbers, accuracy curves; PNG and
+//! (comparison.md + comparison.json over several strategies), [`seeds::write_seed_comparison`] (mean ± std of every
+//! metric over seeds). Plots (heatmaps with numbers, accuracy curves; PNG and
 //! SVG) need the default feature `plots`; the DejaVu Sans font (Bitstream Vera licence, `assets/`) is embedded.
 #![warn(missing_docs)]
 
@@ -48,6 +49,7 @@ pub mod metrics;
 #[cfg(feature = "plots")]
 pub mod plots;
 pub mod report;
+pub mod seeds;
 
 pub use csv::{
     parse_matrix_csv, parse_vector_csv, read_matrix_csv, read_vector_csv, to_csv, write_csv,

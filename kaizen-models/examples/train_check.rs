@@ -64,6 +64,7 @@ fn main() -> Result<()> {
         out_dim: classes,
         hidden_layers: 0,
         batch_norm: false,
+        input_norm: false,
     };
     let head = Mlp::new(&head_cfg, vb.pp("head"))?;
     restore_varmap(&vm, &t, "", &input.display().to_string())?;

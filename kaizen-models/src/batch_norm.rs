@@ -69,6 +69,33 @@ impl BatchNorm {
         })
     }
 
+    /// A layer without learnable scale and shift (PyTorch's `affine=False`): it only standardises, with batch
+    /// statistics in `Train`/`BatchStats` and running statistics in `Eval`. Only `running_mean` and `running_var`
+    /// are tensors of the `VarBuilder`.
+    pub fn new_no_affine(num_features: usize, vb: VarBuilder, label: &str) -> Result<Self> {
+        let weight = Tensor::ones(num_features, vb.dtype(), vb.device())?;
+        let bias = Tensor::zeros(num_features, vb.dtype(), vb.device())?;
+        let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
+        let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
+        let stats = if running_mean.is_variable() && running_var.is_variable() {
+            Some((
+                Var::from_tensor(&running_mean)?,
+                Var::from_tensor(&running_var)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            stats,
+            num_features,
+            label: label.to_string(),
+        })
+    }
+
     /// Number of channels.
     pub fn num_features(&self) -> usize {
         self.num_features

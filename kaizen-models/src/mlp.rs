@@ -22,6 +22,10 @@ pub struct MlpConfig {
     pub hidden_layers: usize,
     /// Whether every hidden Linear is followed by BatchNorm.
     pub batch_norm: bool,
+    /// Standardise the input first with a BatchNorm without scale and shift (batch statistics while training,
+    /// running statistics in eval mode). Absent in older checkpoints' manifests: `false`.
+    #[serde(default)]
+    pub input_norm: bool,
 }
 
 impl MlpConfig {
@@ -33,6 +37,7 @@ impl MlpConfig {
             out_dim,
             hidden_layers: 1,
             batch_norm: true,
+            input_norm: false,
         }
     }
 
@@ -56,8 +61,11 @@ impl MlpConfig {
 /// `Linear-(BN)-ReLU-...-Linear`, named like a PyTorch `nn.Sequential`: with BN and one hidden layer the tensors are
 /// `0.weight/bias` (Linear), `1.weight/bias/running_mean/running_var` (BN), `3.weight/bias` (Linear); two hidden layers
 /// add `4.*` (BN) and end with `6.*`; without BN the indices are `0`, `2` (and `4`). Zero hidden layers: just `0.*`.
+/// With `input_norm`, index `0` is the input BatchNorm (`0.running_mean`, `0.running_var`; PyTorch's
+/// `BatchNorm1d(in_dim, affine=False)`) and every other index moves up by one.
 #[derive(Clone, Debug)]
 pub struct Mlp {
+    input_norm: Option<BatchNorm>,
     hidden: Vec<(Linear, Option<BatchNorm>)>,
     last: Linear,
     cfg: MlpConfig,
@@ -69,10 +77,16 @@ impl Mlp {
         cfg.validate()?;
         let build = || -> candle_core::Result<Self> {
             let step = if cfg.batch_norm { 3 } else { 2 };
+            let first = usize::from(cfg.input_norm);
+            let input_norm = if cfg.input_norm {
+                Some(BatchNorm::new_no_affine(cfg.in_dim, vb.pp(0), "mlp.0")?)
+            } else {
+                None
+            };
             let mut hidden = Vec::with_capacity(cfg.hidden_layers);
             let mut din = cfg.in_dim;
             for i in 0..cfg.hidden_layers {
-                let idx = i * step;
+                let idx = first + i * step;
                 let lin = Linear::new(din, cfg.hidden, vb.pp(idx))?;
                 let bn = if cfg.batch_norm {
                     Some(BatchNorm::new(
@@ -86,8 +100,9 @@ impl Mlp {
                 hidden.push((lin, bn));
                 din = cfg.hidden;
             }
-            let last = Linear::new(din, cfg.out_dim, vb.pp(cfg.hidden_layers * step))?;
+            let last = Linear::new(din, cfg.out_dim, vb.pp(first + cfg.hidden_layers * step))?;
             Ok(Self {
+                input_norm,
                 hidden,
                 last,
                 cfg: cfg.clone(),
@@ -103,7 +118,16 @@ impl Mlp {
 
     /// `x: (B, in_dim) -> (B, out_dim)`.
     pub fn forward(&self, x: &Tensor, mode: BnMode) -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
+        self.last.forward(&self.hidden_activations(x, mode)?)
+    }
+
+    /// The input of the last linear layer: the last hidden block's output after its ReLU, `(B, hidden)`
+    /// (`x` itself when the head has no hidden layer). Dead units show as columns that are zero for every input.
+    pub fn hidden_activations(&self, x: &Tensor, mode: BnMode) -> candle_core::Result<Tensor> {
+        let mut h = match &self.input_norm {
+            Some(bn) => bn.forward(x, mode, false)?,
+            None => x.clone(),
+        };
         for (lin, bn) in &self.hidden {
             h = lin.forward(&h)?;
             h = match bn {
@@ -111,7 +135,7 @@ impl Mlp {
                 None => h.relu()?,
             };
         }
-        self.last.forward(&h)
+        Ok(h)
     }
 }
 

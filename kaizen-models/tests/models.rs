@@ -127,6 +127,7 @@ fn mlp_names_and_shapes() -> Result<()> {
         out_dim: 2,
         hidden_layers: 2,
         batch_norm: false,
+        input_norm: false,
     };
     let mlp2 = Mlp::new(
         &cfg2,
