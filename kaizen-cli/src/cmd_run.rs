@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Testing aid: stop (as on Ctrl-C, with a checkpoint) after this many optimiser steps.
     #[arg(long, hide = true)]
     pub stop_after_steps: Option<u64>,
+    /// Developer tool: write the classifier's inputs (features of every step, test features after every task) to
+    /// this empty folder, for offline classifier studies with scripts/classifier_replay.py. Single runs only.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub dump_classifier_inputs: Option<PathBuf>,
 }
 
 /// Arguments of `kaizen resume`.
@@ -231,8 +235,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         format!("runs/{}-{}-seeds{}", a.preset, label, list.join("-"))
     };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(default_out));
+    if a.dump_classifier_inputs.is_some() && !(strategies.is_empty() && a.seeds.is_empty()) {
+        bail!("--dump-classifier-inputs works on a single run, not with --compare or --seeds");
+    }
     if strategies.is_empty() && a.seeds.is_empty() {
-        let opts = options(&out, dev, stop, a.log_every, a.stop_after_steps);
+        let mut opts = options(&out, dev, stop, a.log_every, a.stop_after_steps);
+        opts.dump_classifier_inputs = a.dump_classifier_inputs.clone();
         let started = Instant::now();
         let mut sink = Progress::new(a.quiet);
         let status = train::start(cfg, &opts, &mut sink)
@@ -404,6 +412,7 @@ fn options(
         provenance: provenance(),
         log_every,
         stop_after_steps,
+        dump_classifier_inputs: None,
     }
 }
 

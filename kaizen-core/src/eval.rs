@@ -61,6 +61,8 @@ pub struct EvalData<'a> {
     pub device: &'a Device,
     /// Config (eval section).
     pub cfg: &'a ExperimentConfig,
+    /// Developer tool: also write the test features ([`crate::dump`]).
+    pub dump: Option<&'a crate::dump::FeatureDump>,
 }
 
 fn features(
@@ -111,16 +113,8 @@ pub fn evaluate_after(
     let test_idx: Vec<u32> = (0..ed.data.test.len() as u32).collect();
     let test_labels = ed.data.test.labels().to_vec();
     let test_feats = features(ed, &ed.data.test, &test_idx)?;
-    if let Ok(d) = std::env::var("KAIZEN_DUMP") {
-        let mut bytes = Vec::new();
-        for v in test_feats.flatten_all()?.to_vec1::<f32>()? {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        let p = Path::new(&d).join(format!("eval_{row_task}.bin"));
-        std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
-        let p = Path::new(&d).join("eval_labels.json");
-        std::fs::write(&p, serde_json::to_string(&test_labels).unwrap_or_default())
-            .map_err(|e| io(&p, e))?;
+    if let Some(dump) = ed.dump {
+        dump.eval(row_task, &test_feats, &test_labels)?;
     }
     let seen = if row_task == usize::MAX {
         0

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod distill;
+pub mod dump;
 pub mod error;
 pub mod eval;
 pub mod events;

@@ -63,6 +63,9 @@ pub struct RunOptions {
     pub log_every: usize,
     /// Stop after this many optimiser steps of the run as if interrupted (tests of resume; None = never).
     pub stop_after_steps: Option<u64>,
+    /// Developer tool: write the classifier's inputs of every step and evaluation to this folder
+    /// ([`crate::dump`]).
+    pub dump_classifier_inputs: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -120,6 +123,8 @@ struct Trainer<'a> {
     config_hash: String,
     /// metrics.jsonl, opened (append) at the first line.
     log: Option<fs::File>,
+    /// Classifier-input dump (developer tool).
+    dump: Option<crate::dump::FeatureDump>,
 }
 
 /// Start a fresh run of `cfg` in `opts.dir` (created; must be empty or absent).
@@ -246,6 +251,15 @@ impl<'a> Trainer<'a> {
         let distiller = build_distiller(cfg.distiller_kind()?, &dparams);
         let augmenter = Augmenter::new(cfg.augment.clone(), data.shape, &data.mean, &data.std)?;
         let config_hash = config_hash(&cfg)?;
+        let dump = match &opts.dump_classifier_inputs {
+            Some(d) => {
+                let tasks: Vec<Vec<u16>> = (0..stream.num_tasks())
+                    .map(|t| stream.task_classes(t).to_vec())
+                    .collect();
+                Some(crate::dump::FeatureDump::create(d, &tasks)?)
+            }
+            None => None,
+        };
         Ok(Self {
             cfg,
             opts,
@@ -263,6 +277,7 @@ impl<'a> Trainer<'a> {
             matrices: BTreeMap::new(),
             config_hash,
             log: None,
+            dump,
         })
     }
 
@@ -613,17 +628,19 @@ impl<'a> Trainer<'a> {
                 labels: &batch.labels,
             },
         )?;
-        if let Ok(d) = std::env::var("KAIZEN_DUMP") {
+        if let Some(dump) = &self.dump {
+            // Recomputed outside the graph: the dump is a developer tool and may cost a little.
             let on = &self.online;
-            let h1 = on.backbone.forward(&batch.view1, BnMode::BatchStats)?;
-            let h2 = on.backbone.forward(&batch.view2, BnMode::BatchStats)?;
-            let mut feats = vec![h1, h2];
+            let mut feats = vec![
+                on.backbone.forward(&batch.view1, BnMode::BatchStats)?,
+                on.backbone.forward(&batch.view2, BnMode::BatchStats)?,
+            ];
             if let Some(f) = frozen {
                 feats.push(f.forward(&batch.view1)?.h);
                 feats.push(f.forward(&batch.view2)?.h);
             }
             let refs: Vec<&Tensor> = feats.iter().collect();
-            dump_step(&d, t, step_in_task, lr, &refs, &batch.label_vec)?;
+            dump.step(t, step_in_task, lr, &refs, &batch.label_vec)?;
         }
         let (total, values) = crate::step::weighted_total(&terms, t, step_in_task)?;
         let grads = total.backward()?;
@@ -649,6 +666,7 @@ impl<'a> Trainer<'a> {
             online: &self.online,
             device: &self.opts.device,
             cfg: &self.cfg,
+            dump: self.dump.as_ref().filter(|_| row_task != usize::MAX),
         };
         let rows = eval::evaluate_after(&ed, row_task, &self.protocols())?;
         for (p, row) in rows {
@@ -856,41 +874,6 @@ impl<'a> Trainer<'a> {
         writeln!(log, "{v}").map_err(|e| io_err(&path, e))?;
         log.flush().map_err(|e| io_err(&path, e))
     }
-}
-
-fn dump_step(
-    dir: &str,
-    t: usize,
-    step: usize,
-    lr: f64,
-    feats: &[&Tensor],
-    labels: &[i64],
-) -> Result<(), CoreError> {
-    use std::io::Write as _;
-    let mut bytes = Vec::new();
-    for f in feats {
-        for v in f.flatten_all()?.to_vec1::<f32>()? {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    let bin = Path::new(dir).join("steps.bin");
-    let off = fs::metadata(&bin).map(|m| m.len()).unwrap_or(0);
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&bin)
-        .map_err(|e| io_err(&bin, e))?;
-    f.write_all(&bytes).map_err(|e| io_err(&bin, e))?;
-    let idx = Path::new(dir).join("steps.jsonl");
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&idx)
-        .map_err(|e| io_err(&idx, e))?;
-    let line = serde_json::json!({"task": t, "step": step, "lr": lr, "n": labels.len(), "d": feats[0].dim(1)?,
-        "k": feats.len(), "offset": off, "labels": labels});
-    writeln!(f, "{line}").map_err(|e| io_err(&idx, e))?;
-    Ok(())
 }
 
 /// Augmentation key of step `s` of epoch `e` of task `t` (distinct for every step of a run).
