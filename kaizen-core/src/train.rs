@@ -213,6 +213,8 @@ pub fn load_config_dataset(cfg: &ExperimentConfig) -> Result<Dataset, CoreError>
     let mut ds = load_dataset(name, root.as_deref())?;
     if cfg.data.train_per_class > 0 {
         ds.train = ds.train.cap_per_class(cfg.data.train_per_class);
+        // Normalisation statistics are those of the training images actually used.
+        (ds.mean, ds.std) = kaizen_data::dataset::channel_stats(&ds.train);
     }
     if cfg.data.test_per_class > 0 {
         ds.test = ds.test.cap_per_class(cfg.data.test_per_class);
