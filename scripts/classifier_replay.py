@@ -22,6 +22,7 @@ Confirm any finding with real runs (`kaizen run --seeds ...`).
 A variant is a JSON object; keys (defaults in brackets):
   lr [0.1]          peak classifier lr        lars [true]   LARS on the classifier (the official code)
   ce ["seen"]       "all" | "seen"            kd [2.0]      weight of the soft-label KD   T [1.0]  its temperature
+  kd_classes ["all"]  "all" | "old" (KD between the softmaxes over the previous tasks' classes only, as LwF)
   arch ["input_norm"]  "plain" (Linear-ReLU-Linear, official) | "input_norm" (BatchNorm without affine first)
                     | "hidden_bn" (Linear-BN-ReLU-Linear) | "leaky" (LeakyReLU 0.1)
   balance [null]    null | "oldnew" (current-task and replayed samples weigh the same in the CE)
@@ -121,9 +122,13 @@ def replay(steps, tasks, labels, evals, v, seed=0):
             if old is not None and v.get("kd", 2.0) > 0 and f.shape[0] == 4:
                 temp = v.get("T", 1.0)
                 kd = 0
+                old_classes = [c for k in range(t) for c in tasks[k]]
                 for logits, h_old in ((l1, f[2]), (l2, f[3])):
                     with torch.no_grad():
-                        target = F.softmax(old(h_old) / temp, 1)
+                        teacher = old(h_old)
+                    if v.get("kd_classes", "all") == "old":
+                        logits, teacher = logits[:, old_classes], teacher[:, old_classes]
+                    target = F.softmax(teacher / temp, 1)
                     kd = kd - (target * F.log_softmax(logits / temp, 1)).sum(1).mean()
                 loss = loss + v.get("kd", 2.0) * kd / 2
             g.zero_grad()
