@@ -50,7 +50,7 @@ What it mirrors (our code is the spec; file names relative to the repository roo
   (3x3 stride-1 stem with padding `stem_padding`, BN, ReLU, no max-pool; BasicBlocks w, 2w, 4w, 8w with strides
   1, 2, 2, 2 and 1x1-conv+BN shortcuts; global average pool), width 8, 1 input channel; BYOL projector and
   predictor and the distillation predictor Linear-BN-ReLU-Linear (512 hidden, 128 out); classifier
-  [BatchNorm1d(64, affine=False) when `model.classifier_input_norm`] -> Linear(64, 256)-ReLU-Linear(256, C) on
+  [BatchNorm1d(64, affine=False) when `model.classifier_input_norm`] -> Linear(64, 1000)-ReLU-Linear(1000, C) on
   DETACHED features (`train.classifier_detach`). Initialisation: PyTorch's defaults (U(+-1/sqrt(fan_in)) for conv
   and linear weights and linear biases, BN 1/0), which are exactly the rules of our `init.rs`. BN: PyTorch
   semantics (eps 1e-5, momentum 0.1, unbiased running variance); three modes as our `BnMode`: train (batch
@@ -174,7 +174,7 @@ MINI = {
         "proj_out": 128,
         "pred_hidden": 512,
         "distill_hidden": 512,
-        "classifier_hidden": 256,
+        "classifier_hidden": 1000,
         "classifier_input_norm": True,
     },
     "train": {

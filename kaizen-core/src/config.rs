@@ -320,7 +320,7 @@ impl Default for ModelConfig {
             proj_out: 128,
             pred_hidden: 512,
             distill_hidden: 512,
-            classifier_hidden: 256,
+            classifier_hidden: 1000,
             classifier_input_norm: true,
         }
     }
