@@ -27,7 +27,7 @@ A variant is a JSON object; keys (defaults in brackets):
                     | "hidden_bn" (Linear-BN-ReLU-Linear) | "leaky" (LeakyReLU 0.1)
   balance [null]    null | "oldnew" (current-task and replayed samples weigh the same in the CE)
                     | "class" (every class in the batch weighs the same)
-  hidden [256]      hidden width              show [false]  print each dump's accuracy matrix
+  hidden [1000]     hidden width              show [false]  print each dump's accuracy matrix
 """
 import argparse
 import json
@@ -105,7 +105,7 @@ def replay(steps, tasks, labels, evals, v, seed=0):
     task_of = {c: i for i, t in enumerate(tasks) for c in t}
     lab_task = torch.tensor([task_of[int(y)] for y in labels])
     dim = steps[0]["feats"].shape[2]
-    make = lambda: classifier(v.get("arch", "input_norm"), dim, v.get("hidden", 256), n_cls)  # noqa: E731
+    make = lambda: classifier(v.get("arch", "input_norm"), dim, v.get("hidden", 1000), n_cls)  # noqa: E731
     g, old = make(), None
     R = np.zeros((n_tasks, n_tasks))
     for t in range(n_tasks):

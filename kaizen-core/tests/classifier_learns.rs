@@ -118,7 +118,9 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
             .filter(|(p, l)| i64::from(**p) == **l)
             .count() as f64
             / labels.len() as f64;
-        eprintln!("task {t}: classifier {acc:.3}, linear probe {probe_acc:.3}, {alive} of 256 hidden units alive");
+        eprintln!(
+            "task {t}: classifier {acc:.3}, linear probe {probe_acc:.3}, {alive} of {units} hidden units alive"
+        );
         assert!(
             acc >= probe_acc - 0.08,
             "task {t} ({:?}): held-out accuracy {acc:.3} right after training it, a linear probe on the same \
