@@ -21,12 +21,14 @@ Confirm any finding with real runs (`kaizen run --seeds ...`).
 
 A variant is a JSON object; keys (defaults in brackets):
   lr [0.1]          peak classifier lr        lars [true]   LARS on the classifier (the official code)
-  ce ["seen"]       "all" | "seen"            kd [2.0]      weight of the soft-label KD   T [1.0]  its temperature
+  ce ["seen"]       "all" | "seen" | "anchored" (softmax over all classes, the unseen classes' logits as constants)
+  kd [2.0]          weight of the soft-label KD                 T [1.0]  its temperature
   kd_classes ["all"]  "all" | "old" (KD between the softmaxes over the previous tasks' classes only, as LwF)
   arch ["input_norm"]  "plain" (Linear-ReLU-Linear, official) | "input_norm" (BatchNorm without affine first)
                     | "hidden_bn" (Linear-BN-ReLU-Linear) | "leaky" (LeakyReLU 0.1)
   balance [null]    null | "oldnew" (current-task and replayed samples weigh the same in the CE)
                     | "class" (every class in the batch weighs the same)
+  zero_last [false] zero-initialised output layer
   hidden [1000]     hidden width              show [false]  print each dump's accuracy matrix
 """
 import argparse
@@ -85,7 +87,13 @@ def ce_term(logits, y, cur, seen_mask, v):
     lab = y >= 0
     if not lab.any():
         return logits.sum() * 0
-    lm = logits.masked_fill(~seen_mask, -1e9) if v.get("ce", "seen") == "seen" else logits
+    ce = v.get("ce", "seen")
+    if ce == "seen":
+        lm = logits.masked_fill(~seen_mask, -1e9)
+    elif ce == "anchored":
+        lm = torch.where(seen_mask, logits, logits.detach())
+    else:
+        lm = logits
     per = F.cross_entropy(lm[lab], y[lab], reduction="none")
     yl = y[lab]
     balance = v.get("balance")
@@ -107,6 +115,10 @@ def replay(steps, tasks, labels, evals, v, seed=0):
     dim = steps[0]["feats"].shape[2]
     make = lambda: classifier(v.get("arch", "input_norm"), dim, v.get("hidden", 1000), n_cls)  # noqa: E731
     g, old = make(), None
+    if v.get("zero_last"):  # output layer initialised to zero: unseen classes' logits start (and stay) at 0
+        with torch.no_grad():
+            g[-1].weight.zero_()
+            g[-1].bias.zero_()
     R = np.zeros((n_tasks, n_tasks))
     for t in range(n_tasks):
         st = [s for s in steps if s["task"] == t]

@@ -64,6 +64,19 @@ pub struct MethodParams {
     pub seed: u64,
 }
 
+impl MethodParams {
+    /// The parameters a run's config gives (temperature: the method's default unless set).
+    pub fn from_config(cfg: &crate::config::ExperimentConfig) -> Self {
+        Self {
+            temperature: cfg.ssl_temperature(),
+            base_tau: cfg.train.base_tau,
+            final_tau: cfg.train.final_tau,
+            queue_size: cfg.loss.queue_size,
+            seed: cfg.seed,
+        }
+    }
+}
+
 /// Build the method `kind` for an online model.
 pub fn build_method(
     kind: MethodKind,

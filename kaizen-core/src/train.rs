@@ -238,13 +238,7 @@ impl<'a> Trainer<'a> {
         let stream = build_stream(&cfg, data.num_classes)?;
         let spec = NetworkSpec::new(&cfg, data.shape.channels, data.num_classes);
         let online = Online::new(&spec, cfg.seed, &opts.device)?;
-        let params = MethodParams {
-            temperature: cfg.ssl_temperature(),
-            base_tau: cfg.train.base_tau,
-            final_tau: cfg.train.final_tau,
-            queue_size: cfg.loss.queue_size,
-            seed: cfg.seed,
-        };
+        let params = MethodParams::from_config(&cfg);
         let method = build_method(cfg.method, &params, &online, &spec, &opts.device)?;
         let dparams = DistillParams {
             temperature: cfg.loss.distill_contrastive_temperature,

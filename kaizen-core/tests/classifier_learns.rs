@@ -31,6 +31,7 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
     let dev = Device::Cpu;
     let data = load_dataset(DatasetName::FashionMnistMini, None)?;
     let mut cfg = ExperimentConfig::default();
+    cfg.seed = 11;
     cfg.loss.ssl = 0.0;
     cfg.model.width = 4;
     // Trouser/Bag, Sneaker/Dress, Sandal/Shirt, T-shirt/Coat, Pullover/Ankle boot.
@@ -38,14 +39,8 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
     cfg.data.class_order = order.clone();
     let stream = TaskStream::new(10, 5, ClassOrder::Explicit(order))?;
     let spec = NetworkSpec::new(&cfg, data.shape.channels, data.num_classes);
-    let online = Online::new(&spec, 11, &dev)?;
-    let params = MethodParams {
-        temperature: cfg.ssl_temperature(),
-        base_tau: cfg.train.base_tau,
-        final_tau: cfg.train.final_tau,
-        queue_size: cfg.loss.queue_size,
-        seed: 11,
-    };
+    let online = Online::new(&spec, cfg.seed, &dev)?;
+    let params = MethodParams::from_config(&cfg);
     let mut method = build_method(cfg.method, &params, &online, &spec, &dev)?;
     let distiller = build_distiller(cfg.distiller_kind()?, &DistillParams::default());
     let schedule = WarmupCosine {

@@ -254,13 +254,7 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
         theirs.difference(&ours).collect::<Vec<_>>()
     );
     network::load_vars(&online.varmap, &init_online, "")?;
-    let params = MethodParams {
-        temperature: cfg.ssl_temperature(),
-        base_tau: cfg.train.base_tau,
-        final_tau: cfg.train.final_tau,
-        queue_size: cfg.loss.queue_size,
-        seed: cfg.seed,
-    };
+    let params = MethodParams::from_config(&cfg);
     let mut method = build_method(cfg.method, &params, &online, &spec, &device)?;
     let init_target: HashMap<String, Tensor> = fx
         .initial(name, "target")

@@ -48,25 +48,7 @@ impl BatchNorm {
     pub fn new(num_features: usize, vb: VarBuilder, label: &str) -> Result<Self> {
         let weight = vb.get_with_hints(num_features, "weight", Init::Const(1.0))?;
         let bias = vb.get_with_hints(num_features, "bias", Init::Const(0.0))?;
-        let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
-        let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
-        let stats = if running_mean.is_variable() && running_var.is_variable() {
-            Some((
-                Var::from_tensor(&running_mean)?,
-                Var::from_tensor(&running_var)?,
-            ))
-        } else {
-            None
-        };
-        Ok(Self {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            stats,
-            num_features,
-            label: label.to_string(),
-        })
+        Self::with_affine(num_features, vb, label, weight, bias)
     }
 
     /// A layer without learnable scale and shift (PyTorch's `affine=False`): it only standardises, with batch
@@ -75,6 +57,17 @@ impl BatchNorm {
     pub fn new_no_affine(num_features: usize, vb: VarBuilder, label: &str) -> Result<Self> {
         let weight = Tensor::ones(num_features, vb.dtype(), vb.device())?;
         let bias = Tensor::zeros(num_features, vb.dtype(), vb.device())?;
+        Self::with_affine(num_features, vb, label, weight, bias)
+    }
+
+    /// The layer with the given scale and shift; the running statistics come from `vb`.
+    fn with_affine(
+        num_features: usize,
+        vb: VarBuilder,
+        label: &str,
+        weight: Tensor,
+        bias: Tensor,
+    ) -> Result<Self> {
         let running_mean = vb.get_with_hints(num_features, "running_mean", Init::Const(0.0))?;
         let running_var = vb.get_with_hints(num_features, "running_var", Init::Const(1.0))?;
         let stats = if running_mean.is_variable() && running_var.is_variable() {
