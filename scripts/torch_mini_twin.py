@@ -9,8 +9,9 @@ with ours over seeds. Same data, same class order (given or read from one of our
 optimiser, schedules and evaluation; NOT bit-identical (other random streams, see "Differences").
 
 Install torch once (CPU is enough; torchvision is not needed):
-    python3 -m venv ~/.venv-torch && ~/.venv-torch/bin/pip install torch numpy safetensors
-(safetensors only for --check-step, which imports scripts/torch_step_twin.py.)
+    python3 -m venv ~/.venv-torch && ~/.venv-torch/bin/pip install torch numpy
+(It imports scripts/torch_step_twin.py, which must sit next to it: the losses, schedules and constants are
+shared; safetensors is only needed to write the step twin's fixture, not here.)
 
 Examples (from the repository root):
     # one seed, the three strategies, the class order given explicitly (ours: manifest.json -> class_order)
@@ -31,9 +32,11 @@ model's forward); about 1 s of evaluation per task. One task is 155 steps (2000 
 epochs), so one seed is about 6.5 min (kaizen) + 4.5 min (cassle) + 4 min (finetune) = 15 min, and 3 seeds x 3
 strategies about 45 min; expect roughly half of that on an idle machine. (`kaizen run --compare` takes under 10
 minutes per seed on the same 2 cores, kNN and linear probes included.)
-Sanity check of the step alone (no data, seconds): `--check-step` runs this twin's step on the two cases of
-`scripts/torch_step_twin.py` (the float64 reference behind our step_twin fixture) and prints the largest
-relative differences of losses, gradients, updated weights and EMA target (~1e-15 when written).
+Sanity check of the step alone (no data, seconds): `--check-step` runs this twin's step (its modules, loss_terms,
+LarsSgd, ema_update) in float64 on the two cases of `scripts/torch_step_twin.py` (the float64 reference behind our
+step_twin fixture; one case with the classifier's input BatchNorm, one without), each from that case's initial
+state, and prints the largest relative differences of lr / tau, losses, gradients, updated weights and EMA target
+(~1e-15 when written; it fails above 1e-10 or when an expected value of the step twin goes unchecked).
 
 What it mirrors (our code is the spec; file names relative to the repository root)
 - Config: the `mini` preset on top of `ExperimentConfig::default()`; `--set section.key=value` takes our config
@@ -138,13 +141,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# One definition of each formula for both twins: the losses (kaizen-core/src/loss/), the lr and tau schedules
+# (optim.rs WarmupCosine, ema.rs cosine_tau) and the BatchNorm / masking constants are the step twin's
+# (scripts/torch_step_twin.py: importing it only defines things). The model, loss_terms, LarsSgd and ema_update
+# below are this twin's own (what --check-step compares with the step twin's functional float64 reference).
+from torch_step_twin import (BN_EPS, BN_MOMENTUM, MASKED_LOGIT, byol, cosine_tau, masked_ce,  # noqa: E402
+                             soft_ce, warmup_cosine)
+
 REPO = Path(__file__).resolve().parent.parent
 EMBEDDED = REPO / "kaizen-data" / "data" / "fashion-mnist-mini"
 
-BN_EPS = 1e-5
-BN_MOMENTUM = 0.1
-MASKED_LOGIT = -1e9
-NORM_EPS = 1e-12
 STRATEGIES = ("kaizen", "cassle", "finetune")
 
 # ExperimentConfig::default() (kaizen-core/src/config.rs, kaizen-data AugmentConfig::default()) with the mini
@@ -625,46 +632,6 @@ class Snapshot(nn.Module):
             p.requires_grad_(False)
 
 
-# ================================================================ losses (kaizen-core/src/loss/)
-def cosine(a, b):
-    dot = (a * b).sum(-1)
-    sq = (a * a).sum(-1) * (b * b).sum(-1)
-    return dot / torch.clamp(sq, min=NORM_EPS * NORM_EPS).sqrt()
-
-
-def byol(p, z):
-    return 2 - 2 * cosine(p, z.detach()).mean()
-
-
-def masked_ce(logits, labels):
-    keep = labels >= 0
-    if not bool(keep.any()):
-        return logits[:0].sum()
-    lp = F.log_softmax(logits[keep], dim=-1)
-    return -lp.gather(1, labels[keep].unsqueeze(1)).squeeze(1).mean()
-
-
-def soft_ce(logits, target_logits, t):
-    target = F.softmax(target_logits.detach() / t, dim=-1)
-    return -(target * F.log_softmax(logits / t, dim=-1)).sum(-1).mean()
-
-
-# ================================================================ schedules (optim.rs, ema.rs)
-def warmup_cosine(step, base_lr, warmup_steps, total_steps, warmup_start_lr, min_lr=0.0):
-    if step < warmup_steps:
-        return warmup_start_lr + step * (base_lr - warmup_start_lr) / max(warmup_steps - 1, 1)
-    if step >= total_steps:
-        return min_lr
-    frac = (step - warmup_steps) / (total_steps - warmup_steps)
-    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * frac)) / 2
-
-
-def cosine_tau(base, final, step, total):
-    if total == 0 or step >= total:
-        return final
-    return final - (final - base) * (math.cos(math.pi * step / total) + 1) / 2
-
-
 # ================================================================ optimiser (step.rs::build_optimizer, optim.rs)
 class LarsSgd:
     def __init__(self, tc, online):
@@ -1036,85 +1003,119 @@ def comparison(results, ours, seeds, strategies, notes):
 
 
 # ================================================================ --check-step
-def check_step():
-    """Run this twin's step (loss_terms, LarsSgd, ema_update) on the two-step cases of scripts/torch_step_twin.py
-    (its float64 reference of one Kaizen step, the generator of our step_twin fixture) and report the largest
-    relative difference per quantity. Needs no data; a few seconds."""
+def step_twin_names(model):
+    """{name in model.state_dict(): the step twin's name}: torchvision names for the backbone (blocks.k ->
+    layer{k // 2 + 1}.{k % 2}, down_conv / down_bn -> downsample.0 / .1) and nn.Sequential indices for the heads,
+    as our Mlp (kaizen-models/src/mlp.rs): [inorm ->] 0, then fc1, bn, ReLU, fc2 with BN (0, 1, 3) or fc1, ReLU,
+    fc2 without (0, 2); every index one higher after an input BatchNorm (classifier_input_norm: 1, 3)."""
     import re
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+    out = {}
+    for name in model.state_dict():
+        part, rest = name.split(".", 1)
+        m = re.fullmatch(r"blocks\.(\d+)\.(.*)", rest) if part == "backbone" else None
+        if m:
+            k, leaf = int(m.group(1)), m.group(2)
+            leaf = re.sub(r"^down_conv\.", "downsample.0.", re.sub(r"^down_bn\.", "downsample.1.", leaf))
+            out[name] = f"backbone.layer{k // 2 + 1}.{k % 2}.{leaf}"
+        elif part == "backbone":
+            out[name] = name
+        else:
+            head = getattr(model, part)
+            assert isinstance(head, Head), name
+            layer, leaf = rest.split(".", 1)
+            first = 1 if head.inorm is not None else 0
+            step = 3 if head.bn is not None else 2
+            idx = {"inorm": 0, "fc1": first, "bn": first + 1, "fc2": first + step}[layer]
+            out[name] = f"{part}.{idx}.{leaf}"
+    assert len(set(out.values())) == len(out), "two tensors map to one step-twin name"
+    return out
+
+
+def check_step():
+    """Run this twin's step (its model classes, loss_terms, LarsSgd, ema_update) on the two-step cases of
+    scripts/torch_step_twin.py (its functional float64 reference of one Kaizen step, the generator of our
+    step_twin fixture), each case from its own initial state (the classifier with or without its input
+    BatchNorm), and report the largest relative difference per quantity. Every expected value of the step twin
+    (schedule, losses, total, gradients, online and target tensors) must be compared. No data; a few seconds."""
     import torch_step_twin as ref
 
     settings = copy.deepcopy(ref.SETTINGS)
     online0, target0, frozen0, batches, seen = ref.build_initial_state(settings)
+    base_model = settings["cases"][0]["config"]["model"]
+    channels, num_classes = settings["batch"]["channels"], settings["num_classes"]
 
-    def theirs(name):
-        m = re.match(r"backbone\.blocks\.(\d+)\.(.*)", name)
-        if m:
-            k, rest = int(m.group(1)), m.group(2)
-            rest = rest.replace("down_conv", "downsample.0").replace("down_bn", "downsample.1")
-            return f"backbone.layer{k // 2 + 1}.{k % 2}.{rest}"
-        m = re.match(r"(projector|predictor|distill_predictor|classifier)\.(fc1|bn|fc2)\.(.*)", name)
-        if m:
-            part, layer, leaf = m.groups()
-            idx = {"fc1": "0", "bn": "1", "fc2": "3" if part != "classifier" else "2"}[layer]
-            return f"{part}.{idx}.{leaf}"
-        return name
-
-    def load(module, prefix, src):
-        module.load_state_dict({k: src[theirs(prefix + k)].double() for k in module.state_dict()})
+    def load(model, src):
+        """model <- src (step-twin names, float32) in float64; the two must hold exactly the same tensors."""
+        names = step_twin_names(model)
+        missing = sorted(set(src) - set(names.values()))
+        extra = sorted(n for n in names.values() if n not in src)
+        assert not missing and not extra, f"state mismatch: step twin only {missing}, this twin only {extra}"
+        model.load_state_dict({k: src[names[k]].double() for k in model.state_dict()})
 
     worst_all = 0.0
     for case in settings["cases"]:
         cfg = case["config"]
-        expected = ref.run_case(case, settings, online0, target0, frozen0, batches, seen, torch.float64)
-        # the step twin's classifier is the official Linear-ReLU-Linear (no input norm)
-        on = Online(dict(cfg["model"], classifier_input_norm=False), 1, settings["num_classes"]).double()
-        load(on, "", online0)
+        state, _ = ref.case_initial_state(case, base_model, online0, target0, frozen0)
+        case_online, case_target, case_frozen = state
+        expected = ref.run_case(case, settings, state, batches, seen, torch.float64)
+        on = Online(cfg["model"], channels, num_classes).double()
+        load(on, case_online)
         tg = Snapshot(on, with_classifier=False)
         fr = Snapshot(on, with_classifier=True)
-        for part in ("backbone", "projector"):
-            load(getattr(tg, part), part + ".", target0)
-        for part in ("backbone", "projector", "classifier"):
-            load(getattr(fr, part), part + ".", frozen0)
+        load(tg, case_target)
+        load(fr, case_frozen)
+        names = {"online": step_twin_names(on), "target": step_twin_names(tg)}
         tc, lo = cfg["train"], cfg["loss"]
+        weights = resolved_weights(cfg, "kaizen")
         opt = LarsSgd(tc, on)
-        seen_mask = torch.zeros(settings["num_classes"], dtype=torch.bool)
+        seen_mask = torch.zeros(num_classes, dtype=torch.bool)
         seen_mask[seen] = True
         spe = settings["steps_per_epoch"]
         total = spe * tc["epochs"]
         warm = min(int(math.floor(tc["warmup_epochs"] * spe + 0.5)), total)
         worst = {}
+        checked = set()
 
-        def cmp(kind, a, b):
-            e = (a - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
+        def cmp(kind, a, key):
+            b = expected[key]
+            assert a.shape == b.shape, f"{key}: shape {tuple(a.shape)} vs {tuple(b.shape)}"
+            e = (a.double() - b).abs().max().item() / max(b.abs().max().item(), 1e-12)
             worst[kind] = max(worst.get(kind, 0.0), e)
+            checked.add(key)
 
         pre = f"expect.{case['name']}"
         for k, (v1, v2, y) in enumerate(batches):
             lr = warmup_cosine(k, tc["lr"], warm, total, tc["warmup_start_lr"])
-            terms = loss_terms(on, tg, fr, v1.double(), v2.double(), y, seen_mask, resolved_weights(cfg, "kaizen"),
-                               lo, tc, "eval" if tc["teacher_bn"] == "eval" else "batch",
-                               lo["ce_classes"] == "seen")
+            tau = cosine_tau(tc["base_tau"], tc["final_tau"], k + 1, total)
+            cmp("lr/tau", torch.tensor([lr], dtype=torch.float64), f"{pre}.step{k}.lr")
+            cmp("lr/tau", torch.tensor([tau], dtype=torch.float64), f"{pre}.step{k}.tau")
+            terms = loss_terms(on, tg, fr, v1.double(), v2.double(), y, seen_mask, weights, lo, tc,
+                               "eval" if tc["teacher_bn"] == "eval" else "batch", lo["ce_classes"] == "seen")
             tot = None
             for name, wt, val in terms:
-                cmp("loss", val.detach().reshape(1), expected[f"{pre}.step{k}.loss.{name}"])
+                cmp("loss", val.detach().reshape(1), f"{pre}.step{k}.loss.{name}")
                 tot = val * wt if tot is None else tot + val * wt
-            cmp("total", tot.detach().reshape(1), expected[f"{pre}.step{k}.total"])
+            cmp("total", tot.detach().reshape(1), f"{pre}.step{k}.total")
             opt.zero_grad()
             tot.backward()
             if k in case["stored"]["grad"]:
                 for n, p in on.named_parameters():
-                    cmp("grad", p.grad, expected[f"{pre}.step{k}.grad.{theirs(n)}"])
+                    assert p.grad is not None, f"{n} got no gradient"
+                    cmp("grad", p.grad, f"{pre}.step{k}.grad.{names['online'][n]}")
             opt.step(lr)
-            ema_update(tg, on, cosine_tau(tc["base_tau"], tc["final_tau"], k + 1, total))
+            ema_update(tg, on, tau)
             if k in case["stored"]["online"]:
                 for n, v in on.state_dict().items():
-                    cmp("online", v, expected[f"{pre}.step{k}.online.{theirs(n)}"])
+                    cmp("online", v, f"{pre}.step{k}.online.{names['online'][n]}")
             if k in case["stored"]["target"]:
-                for part in ("backbone", "projector"):
-                    for n, v in getattr(tg, part).state_dict().items():
-                        cmp("target", v, expected[f"{pre}.step{k}.target.{theirs(part + '.' + n)}"])
-        print(f"{case['name']}: largest relative difference " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+                for n, v in tg.state_dict().items():
+                    cmp("target", v, f"{pre}.step{k}.target.{names['target'][n]}")
+        unchecked = sorted(set(expected) - checked)
+        assert not unchecked, f"{case['name']}: expected values this check did not compare: {unchecked[:5]} ..."
+        inorm = "with" if cfg["model"]["classifier_input_norm"] else "without"
+        print(f"{case['name']} (classifier {inorm} input norm; {len(checked)} values): largest relative difference "
+              + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
         worst_all = max(worst_all, *worst.values())
     ok = worst_all < 1e-10
     print(f"--check-step: {'OK' if ok else 'MISMATCH'} (worst {worst_all:.1e}, float64 on both sides)")

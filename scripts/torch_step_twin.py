@@ -90,7 +90,6 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 # Everything the Rust test needs to rebuild the same config, model, schedule and batches.
 _BASE_CONFIG = {
@@ -711,6 +710,8 @@ def main():
         scalar = k.endswith((".lr", ".tau", ".total")) or ".loss." in k
         tensors[k] = (v.double() if scalar else v.float()).contiguous()
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    from safetensors.torch import save_file  # only needed to write the fixture
+
     save_file(tensors, a.out, metadata={"settings": json.dumps(settings, sort_keys=True)})
     print(f"wrote {a.out}: {len(tensors)} tensors, {os.path.getsize(a.out)} bytes")
 
