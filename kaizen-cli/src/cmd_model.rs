@@ -1,9 +1,9 @@
 //! `kaizen export | import | features | init-model`: moving backbones between kaizen checkpoints, PyTorch and feature
 //! files. All work is done by `kaizen_models`; this module only parses flags, picks the CPU device and adds context.
 //!
-//! Model checkpoints hold the backbone under `backbone.` and the manifest's model config
-//! `{"backbone": {"arch": "resnet18", "width": W, "in_channels": C, "stem_padding": P}}`; any other tensors
-//! (`projector.`, `target.`, `optim.`, ...) written by the trainer are ignored here.
+//! Model checkpoints hold the backbone under `backbone.` (the trainer's under `online.backbone.`) and the manifest's
+//! model config `{"backbone": {"arch": "resnet18", "width": W, "in_channels": C, "stem_padding": P}}`; any other
+//! tensors (`online.projector.`, `method.target.`, `frozen.`, `optim.`, ...) written by the trainer are ignored here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,8 @@ use kaizen_models::{init, Arch, BnMode, ResNet, ResNetConfig};
 /// `kaizen export`: write a checkpoint's backbone with torchvision tensor names.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Kaizen checkpoint (.safetensors with a kaizen manifest) holding `backbone.*` tensors.
+    /// Kaizen checkpoint: a backbone checkpoint (`init-model`, `import`), any checkpoint a run writes
+    /// (`checkpoints/latest.safetensors`, `checkpoints/task_N.safetensors`), or a run directory (its final model).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Output .safetensors file: torchvision names (`conv1.weight`, `bn1.running_mean`, ...), running statistics and
@@ -55,7 +56,7 @@ pub struct ImportArgs {
 /// `kaizen features`: run a checkpoint's backbone in eval mode on an image tensor.
 #[derive(Args, Debug)]
 pub struct FeaturesArgs {
-    /// Kaizen checkpoint holding `backbone.*` tensors.
+    /// Kaizen checkpoint: a backbone checkpoint, any checkpoint a run writes, or a run directory (its final model).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// .safetensors file with a float32 tensor `images` of shape [N, C, H, W] (normalised as for training).
@@ -92,20 +93,49 @@ pub struct InitModelArgs {
     pub out: PathBuf,
 }
 
-fn load_backbone(path: &Path) -> Result<(NamedTensors, ResNetConfig)> {
-    let (tensors, manifest) = checkpoint::load(path, &Device::Cpu)
-        .with_context(|| format!("reading checkpoint {}", path.display()))?;
+/// The checkpoint a `--checkpoint` argument names: the file itself, or for a run directory its newest checkpoint
+/// (`checkpoints/latest.safetensors`: the final model once the run has finished).
+fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let latest = path.join("checkpoints").join("latest.safetensors");
+    if !latest.is_file() {
+        bail!(
+            "{} is a folder without checkpoints/latest.safetensors: give a checkpoint file or a kaizen run directory",
+            path.display()
+        );
+    }
+    Ok(latest)
+}
+
+/// A checkpoint's backbone tensors under `backbone.` and its backbone config. Takes backbone-only checkpoints
+/// (`init-model`, `import`) and the trainer's checkpoints, whose online model is stored under `online.` (the
+/// momentum target and the frozen model are ignored), or a run directory (see [`resolve_checkpoint`]).
+fn load_backbone(path: &Path) -> Result<(NamedTensors, ResNetConfig, PathBuf)> {
+    let file = resolve_checkpoint(path)?;
+    let (mut tensors, manifest) = checkpoint::load(&file, &Device::Cpu)
+        .with_context(|| format!("reading checkpoint {}", file.display()))?;
+    let online = format!("online.{BACKBONE_PREFIX}");
+    if !tensors.keys().any(|k| k.starts_with(BACKBONE_PREFIX))
+        && tensors.keys().any(|k| k.starts_with(&online))
+    {
+        tensors = tensors
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("online.").map(|k| (k.to_string(), v)))
+            .collect();
+    }
     let cfg = manifest
-        .backbone_config(path)
-        .with_context(|| format!("reading the backbone config of {}", path.display()))?;
-    Ok((tensors, cfg))
+        .backbone_config(&file)
+        .with_context(|| format!("reading the backbone config of {}", file.display()))?;
+    Ok((tensors, cfg, file))
 }
 
 /// Runs `kaizen export`.
 pub fn export(a: ExportArgs) -> Result<()> {
-    let (tensors, cfg) = load_backbone(&a.checkpoint)?;
-    let tv = export_backbone(&tensors, &cfg, &a.checkpoint.display().to_string())
-        .with_context(|| format!("exporting the backbone of {}", a.checkpoint.display()))?;
+    let (tensors, cfg, file) = load_backbone(&a.checkpoint)?;
+    let tv = export_backbone(&tensors, &cfg, &file.display().to_string())
+        .with_context(|| format!("exporting the backbone of {}", file.display()))?;
     checkpoint::save_plain(&a.out, &tv).with_context(|| format!("writing {}", a.out.display()))?;
     println!(
         "wrote {} ({} tensors, {} width {})",
@@ -180,7 +210,7 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
     if a.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let (tensors, cfg) = load_backbone(&a.checkpoint)?;
+    let (tensors, cfg, file) = load_backbone(&a.checkpoint)?;
     let input = checkpoint::load_plain(&a.input, &Device::Cpu)
         .with_context(|| format!("reading images {}", a.input.display()))?;
     let Some(images) = input.get("images") else {
@@ -204,7 +234,7 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
             a.input.display(),
             dims,
             cfg.in_channels,
-            a.checkpoint.display()
+            file.display()
         );
     }
     let feats = backbone_features(
@@ -212,9 +242,9 @@ pub fn features(a: FeaturesArgs) -> Result<()> {
         &cfg,
         images,
         a.batch_size,
-        &a.checkpoint.display().to_string(),
+        &file.display().to_string(),
     )
-    .with_context(|| format!("computing features with {}", a.checkpoint.display()))?;
+    .with_context(|| format!("computing features with {}", file.display()))?;
     let out = BTreeMap::from([("features".to_string(), feats.clone())]);
     checkpoint::save_plain(&a.out, &out).with_context(|| format!("writing {}", a.out.display()))?;
     println!("wrote {} (features {:?})", a.out.display(), feats.dims());

@@ -322,12 +322,14 @@ impl Plan<'_> {
             let Some(status) = run_or_continue(c, &opts, self.args.quiet)? else {
                 continue;
             };
-            if let RunStatus::Interrupted { .. } = status {
-                report_status(&status, &run_dir, t0)?;
-                bail!(
-                    "interrupted during `{s}` (seed {}); run the same command again to continue where it stopped",
-                    cfg.seed
-                );
+            if let RunStatus::Interrupted { checkpoint } = status {
+                return Err(Interrupted(format!(
+                    "interrupted during `{s}` (seed {}), checkpoint {} written; run the same command again to \
+                     continue where it stopped",
+                    cfg.seed,
+                    checkpoint.display()
+                ))
+                .into());
             }
             eprintln!("   {s} finished in {:.1} s", t0.elapsed().as_secs_f64());
         }
@@ -426,16 +428,27 @@ fn report_status(status: &RunStatus, dir: &Path, started: Instant) -> Result<()>
             );
             print_summary(dir)
         }
-        RunStatus::Interrupted { checkpoint } => {
-            eprintln!(
-                "stopped; checkpoint {} written. Continue with: kaizen resume {}",
-                checkpoint.display(),
-                dir.display()
-            );
-            Ok(())
-        }
+        RunStatus::Interrupted { checkpoint } => Err(Interrupted(format!(
+            "stopped; checkpoint {} written. Continue with: kaizen resume {}",
+            checkpoint.display(),
+            dir.display()
+        ))
+        .into()),
     }
 }
+
+/// A run stopped on request (Ctrl-C) after writing its checkpoint: `main` prints the message and exits with 130, as
+/// shells do for SIGINT, so that scripts and schedulers can tell it from a finished run (0) or an error (2).
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 fn print_summary(dir: &Path) -> Result<()> {
     let path = dir.join("summary.json");

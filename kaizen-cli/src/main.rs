@@ -44,7 +44,7 @@ enum Command {
 
 fn main() -> ExitCode {
     // candle's element-wise CPU pool spin-waits; one thread for it is as fast on a quiet machine and much faster
-    // under load (measured, issue 7). The heavy kernels (conv, BN, gemm) use rayon's pool. Respect a user's choice.
+    // under load (measured). The heavy kernels (conv, BN, gemm) use rayon's pool. Respect a user's choice.
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
@@ -74,6 +74,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cmd_run::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

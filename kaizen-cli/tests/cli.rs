@@ -26,6 +26,18 @@ fn ok(args: &[&str]) -> Output {
     o
 }
 
+/// A run stopped on request: exit code 130 and the resume hint.
+fn stopped(args: &[&str]) {
+    let o = kaizen(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "kaizen {args:?} should exit 130; stderr:\n{err}"
+    );
+    assert!(err.contains("kaizen resume"), "{err}");
+}
+
 fn fails_with(args: &[&str], needle: &str) {
     let o = kaizen(args);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -110,6 +122,61 @@ fn smoke_run_writes_the_whole_run_directory() {
     );
     let log = read(&dir.join("metrics.jsonl"));
     assert!(log.lines().any(|l| l.contains("\"event\":\"eval\"")));
+    // The trained model exports from any checkpoint the run wrote, and from the run directory (its final model,
+    // which is the last task's): same torchvision tensors.
+    let ex = |ckpt: &Path, out: &str| {
+        let out = t.path().join(out);
+        ok(&["export", "--checkpoint", s(ckpt), "--out", s(&out)]);
+        std::fs::read(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+    };
+    let from_dir = ex(&dir, "final.safetensors");
+    let from_task = ex(
+        &dir.join("checkpoints/task_1.safetensors"),
+        "task1.safetensors",
+    );
+    assert_eq!(from_dir, from_task);
+    let from_task0 = ex(
+        &dir.join("checkpoints/task_0.safetensors"),
+        "task0.safetensors",
+    );
+    assert_ne!(
+        from_task0, from_task,
+        "task 0 and task 1 backbones should differ"
+    );
+    fails_with(
+        &[
+            "export",
+            "--checkpoint",
+            s(t.path()),
+            "--out",
+            s(&t.path().join("x")),
+        ],
+        "without checkpoints/latest.safetensors",
+    );
+    // ... and computes features from the run directory.
+    let imgs = t.path().join("imgs.safetensors");
+    let x = candle_core::Tensor::zeros(
+        (3, 1, 28, 28),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .and_then(|x| {
+        candle_core::safetensors::save(&std::collections::HashMap::from([("images", x)]), &imgs)
+    });
+    x.unwrap_or_else(|e| panic!("writing {}: {e}", imgs.display()));
+    let feats = t.path().join("feats.safetensors");
+    ok(&[
+        "features",
+        "--checkpoint",
+        s(&dir),
+        "--input",
+        s(&imgs),
+        "--out",
+        s(&feats),
+    ]);
+    let f = candle_core::safetensors::load(&feats, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", feats.display()));
+    assert_eq!(f["features"].dims(), &[3, 16], "width 2 -> 16 features");
 }
 
 fn summary_of(dir: &Path) -> String {
@@ -123,7 +190,7 @@ fn interrupted_and_resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
     ok(&["run", "--preset", "smoke", "--out", s(&full), "--quiet"]);
     // stop in the middle of task 0's epoch, then in task 1 (with the frozen model), then finish
     let cut = t.path().join("cut");
-    ok(&[
+    stopped(&[
         "run",
         "--preset",
         "smoke",
@@ -134,7 +201,7 @@ fn interrupted_and_resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
         "1",
     ]);
     assert!(!cut.join("summary.json").exists());
-    ok(&["resume", s(&cut), "--quiet", "--stop-after-steps", "3"]);
+    stopped(&["resume", s(&cut), "--quiet", "--stop-after-steps", "3"]);
     assert!(!cut.join("summary.json").exists());
     ok(&["resume", s(&cut), "--quiet"]);
     assert_eq!(summary_of(&full), summary_of(&cut));
@@ -180,6 +247,55 @@ fn a_killed_run_resumes_to_the_same_result() {
     let _ = child.wait();
     ok(&["resume", s(&killed), "--quiet"]);
     assert_eq!(summary_of(&full), summary_of(&killed));
+}
+
+#[test]
+fn ctrl_c_checkpoints_exits_130_and_resumes_to_the_same_result() {
+    let t = tmp();
+    let full = t.path().join("full");
+    let args = |out: &Path| {
+        vec![
+            "run".to_string(),
+            "--preset".into(),
+            "smoke".into(),
+            "--out".into(),
+            s(out).into(),
+            "--quiet".into(),
+            "--set".into(),
+            "train.epochs=3".into(),
+        ]
+    };
+    let full_args = args(&full);
+    ok(&full_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let cut = t.path().join("cut");
+    let child = Command::new(env!("CARGO_BIN_EXE_kaizen"))
+        .args(args(&cut))
+        .env("RAYON_NUM_THREADS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kaizen");
+    // SIGINT once the run is training (its config is written before the first step).
+    let start = std::time::Instant::now();
+    while !cut.join("metrics.jsonl").exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait for kaizen");
+    let err = String::from_utf8_lossy(&out.stderr);
+    if cut.join("summary.json").exists() {
+        // The run finished before the signal arrived: nothing to check but a clean exit.
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(130), "stderr:\n{err}");
+    assert!(err.contains("kaizen resume"), "{err}");
+    ok(&["resume", s(&cut), "--quiet"]);
+    assert_eq!(summary_of(&full), summary_of(&cut));
 }
 
 #[test]
@@ -304,7 +420,7 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     );
     // a run whose config was changed after its checkpoints were written
     let dir = t.path().join("run");
-    ok(&[
+    stopped(&[
         "run",
         "--preset",
         "smoke",
@@ -319,7 +435,7 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     fails_with(&["resume", s(&dir)], "another configuration");
     // a corrupt checkpoint
     let dir2 = t.path().join("run2");
-    ok(&[
+    stopped(&[
         "run",
         "--preset",
         "smoke",
