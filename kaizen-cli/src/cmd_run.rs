@@ -347,7 +347,7 @@ fn run_or_continue(
     quiet: bool,
 ) -> Result<Option<RunStatus>> {
     let dir = &opts.dir;
-    let occupied = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+    let occupied = kaizen_core::lock::has_content(dir)?;
     let mut sink = Progress::new(quiet);
     let status = if !occupied {
         train::start(cfg, opts, &mut sink)

@@ -299,6 +299,74 @@ fn ctrl_c_checkpoints_exits_130_and_resumes_to_the_same_result() {
 }
 
 #[test]
+fn one_process_at_a_time_writes_a_run_directory() {
+    let t = tmp();
+    let dir = t.path().join("run");
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kaizen"))
+            .args(args)
+            .env("RAYON_NUM_THREADS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kaizen")
+    };
+    let run = [
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&dir),
+        "--quiet",
+        "--set",
+        "train.epochs=4",
+    ];
+    // Two runs started at the same instant: one trains, the other is refused and writes nothing.
+    let (a, b) = (spawn(&run), spawn(&run));
+    let (a, b) = (
+        a.wait_with_output().expect("wait"),
+        b.wait_with_output().expect("wait"),
+    );
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(2)),
+        "exit codes {codes:?}\n{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let refused = if a.status.code() == Some(2) { &a } else { &b };
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("in use by another kaizen process (pid") || err.contains("is not empty"),
+        "{err}"
+    );
+    let config = read(&dir.join("config.toml"));
+    assert!(config.contains("epochs = 4"), "{config}");
+    // A resume while a run trains in the directory is refused, naming the holder's pid.
+    let dir2 = t.path().join("run2");
+    let mut run2 = run;
+    run2[4] = s(&dir2);
+    let child = spawn(&run2);
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    while !dir2.join("metrics.jsonl").exists() && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let o = kaizen(&["resume", s(&dir2), "--quiet"]);
+    let finished_first = dir2.join("summary.json").exists();
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(0));
+    if !finished_first {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("in use by another kaizen process (pid {pid})")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn compare_writes_a_comparison_with_transfer_metrics() {
     let t = tmp();
     let dir = t.path().join("cmp");

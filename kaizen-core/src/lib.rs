@@ -17,6 +17,7 @@ pub mod error;
 pub mod eval;
 pub mod events;
 pub mod kinds;
+pub mod lock;
 pub mod loss;
 pub mod method;
 pub mod network;

@@ -14,6 +14,7 @@ use crate::distill::{build_distiller, DistillParams, Distiller};
 use crate::error::CoreError;
 use crate::eval::{self, EvalData, Protocol};
 use crate::events::{Event, EventSink, TermValue};
+use crate::lock::RunLock;
 use crate::method::{build_method, MethodParams, SslMethod};
 use crate::network::{Frozen, NetworkSpec, Online};
 use candle_core::{Device, Tensor};
@@ -127,36 +128,49 @@ struct Trainer<'a> {
     dump: Option<crate::dump::FeatureDump>,
 }
 
-/// Start a fresh run of `cfg` in `opts.dir` (created; must be empty or absent).
+/// Start a fresh run of `cfg` in `opts.dir` (created; must be empty or absent). The directory is locked for the
+/// whole run ([`crate::lock`]): a second process writing into it is refused.
 pub fn start(
     cfg: ExperimentConfig,
     opts: &RunOptions,
     sink: &mut dyn EventSink,
 ) -> Result<RunStatus, CoreError> {
     cfg.validate()?;
-    if opts.dir.exists()
-        && fs::read_dir(&opts.dir)
-            .map_err(|e| io_err(&opts.dir, e))?
-            .next()
-            .is_some()
-    {
+    let lock = RunLock::acquire(&opts.dir)?;
+    if crate::lock::has_content(&opts.dir)? {
         return Err(CoreError::Invalid(format!(
             "run directory {} is not empty: choose another --out, or continue it with `kaizen resume {}`",
             opts.dir.display(),
             opts.dir.display()
         )));
     }
-    // Build everything (dataset, stream, model) before the directory exists, so a bad input leaves nothing behind.
-    let text = config_toml(&cfg)?;
-    let mut t = Trainer::new(cfg, opts)?;
+    // Build everything (dataset, stream, model) before writing anything, so a bad input leaves nothing behind.
+    let built = config_toml(&cfg).and_then(|text| Ok((text, Trainer::new(cfg, opts)?)));
+    let (text, mut t) = match built {
+        Ok(b) => b,
+        Err(e) => {
+            lock.abandon();
+            return Err(e);
+        }
+    };
     fs::create_dir_all(opts.dir.join(files::CHECKPOINTS)).map_err(|e| io_err(&opts.dir, e))?;
     write_atomic(&opts.dir.join(files::CONFIG), text.as_bytes())?;
     t.write_manifest(false)?;
-    t.run(sink, false)
+    let status = t.run(sink, false);
+    drop(lock);
+    status
 }
 
-/// Continue the run in `opts.dir` from its latest checkpoint (or from the start if it has none).
+/// Continue the run in `opts.dir` from its latest checkpoint (or from the start if it has none), holding the
+/// directory's lock.
 pub fn resume(opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, CoreError> {
+    if !opts.dir.is_dir() {
+        return Err(CoreError::Invalid(format!(
+            "{} is not a directory: give the run directory `kaizen run --out` wrote",
+            opts.dir.display()
+        )));
+    }
+    let lock = RunLock::acquire(&opts.dir)?;
     let cfg = read_config(&opts.dir)?;
     let mut t = Trainer::new(cfg, opts)?;
     let latest = opts.dir.join(files::CHECKPOINTS).join(files::LATEST);
@@ -170,7 +184,9 @@ pub fn resume(opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, 
         )));
     }
     t.log_json(&serde_json::json!({"event": "resume", "from": t.counters, "time": now_rfc3339()}))?;
-    t.run(sink, resumed)
+    let status = t.run(sink, resumed);
+    drop(lock);
+    status
 }
 
 /// Read and validate a run directory's resolved config.
@@ -526,7 +542,11 @@ impl<'a> Trainer<'a> {
                 }
                 self.counters.step_in_epoch += 1;
                 self.counters.global_step += 1;
-                if self.counters.global_step % self.opts.log_every.max(1) as u64 == 0 {
+                if self
+                    .counters
+                    .global_step
+                    .is_multiple_of(self.opts.log_every.max(1) as u64)
+                {
                     self.log_json(&serde_json::json!({"event": "step", "task": t, "epoch": e, "step": step_in_task,
                         "global_step": self.counters.global_step, "lr": lr,
                         "loss": terms.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
@@ -542,7 +562,7 @@ impl<'a> Trainer<'a> {
                     images_per_s: ips,
                 });
                 let every = self.cfg.train.checkpoint_every;
-                if every > 0 && self.counters.global_step % every as u64 == 0 {
+                if every > 0 && self.counters.global_step.is_multiple_of(every as u64) {
                     self.save_latest(sink)?;
                 }
                 let forced = self

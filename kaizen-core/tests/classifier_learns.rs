@@ -30,8 +30,10 @@ const BATCH: usize = 64;
 fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
     let dev = Device::Cpu;
     let data = load_dataset(DatasetName::FashionMnistMini, None)?;
-    let mut cfg = ExperimentConfig::default();
-    cfg.seed = 11;
+    let mut cfg = ExperimentConfig {
+        seed: 11,
+        ..ExperimentConfig::default()
+    };
     cfg.loss.ssl = 0.0;
     cfg.model.width = 4;
     // Trouser/Bag, Sneaker/Dress, Sandal/Shirt, T-shirt/Coat, Pullover/Ankle boot.

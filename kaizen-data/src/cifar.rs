@@ -166,7 +166,7 @@ pub fn parse_cifar(bytes: &[u8], kind: CifarKind, path: &Path) -> Result<(Vec<u8
     if bytes.is_empty() {
         return Err(DataError::bad(path, "empty file: no CIFAR record"));
     }
-    if bytes.len() % rec != 0 {
+    if !bytes.len().is_multiple_of(rec) {
         return Err(DataError::bad(
             path,
             format!(

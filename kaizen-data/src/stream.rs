@@ -53,7 +53,7 @@ impl TaskStream {
                 "{num_classes} classes; at most 65536 supported"
             )));
         }
-        if num_classes % num_tasks != 0 {
+        if !num_classes.is_multiple_of(num_tasks) {
             return Err(bad(format!(
                 "{num_classes} classes cannot be split evenly into {num_tasks} tasks (choose a divisor of {num_classes})"
             )));
