@@ -367,6 +367,41 @@ fn one_process_at_a_time_writes_a_run_directory() {
 }
 
 #[test]
+fn a_diverged_run_keeps_its_last_finite_checkpoint() {
+    let t = tmp();
+    let dir = t.path().join("run");
+    let args = [
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&dir),
+        "--quiet",
+        "--set",
+        "train.lr=1e18",
+        "--set",
+        "train.epochs=30",
+        "--set",
+        "train.checkpoint_every=1",
+    ];
+    fails_with(&args, "lower learning rate");
+    let latest = dir.join("checkpoints/latest.safetensors");
+    let tensors = candle_core::safetensors::load(&latest, &candle_core::Device::Cpu)
+        .unwrap_or_else(|e| panic!("the last good checkpoint {}: {e}", latest.display()));
+    for (name, t) in &tensors {
+        if t.dtype().is_float() {
+            let v = t
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(v.iter().all(|x| x.is_finite()), "{name} is not finite");
+        }
+    }
+    // Resuming starts from that finite state (and diverges again with this learning rate, with the same advice).
+    fails_with(&["resume", s(&dir), "--quiet"], "lower learning rate");
+}
+
+#[test]
 fn compare_writes_a_comparison_with_transfer_metrics() {
     let t = tmp();
     let dir = t.path().join("cmp");

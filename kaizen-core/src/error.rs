@@ -73,7 +73,11 @@ pub enum CoreError {
     Poisoned,
 
     /// A loss term that is NaN or infinite: training stops.
-    #[error("non-finite loss term `{term}` = {value} at task {task}, step {step}")]
+    #[error(
+        "non-finite loss term `{term}` = {value} at task {task}, step {step}: training diverged. The last checkpoint \
+         holds the last finite model; try a lower learning rate (train.lr, train.classifier_lr) or more warm-up \
+         (train.warmup_epochs) in a new run"
+    )]
     NonFinite {
         /// The term's name (`ssl`, `fe_kd`, `cls_ce`, `cls_kd`).
         term: String,
@@ -83,6 +87,23 @@ pub enum CoreError {
         step: usize,
         /// The value seen.
         value: f64,
+    },
+
+    /// The model or optimiser state holds NaN or infinite values: it is not written to a checkpoint.
+    #[error(
+        "the training state holds non-finite values ({count} tensors, first `{first}`) at task {task}, after step \
+         {step}: not saved, the last checkpoint is kept. Training diverged: try a lower learning rate (train.lr, \
+         train.classifier_lr) or more warm-up (train.warmup_epochs) in a new run"
+    )]
+    NonFiniteState {
+        /// Number of tensors with a non-finite value.
+        count: usize,
+        /// The first such tensor (checkpoint name).
+        first: String,
+        /// The task index.
+        task: usize,
+        /// Optimiser steps done in the task.
+        step: usize,
     },
 
     /// An I/O error on a file, naming it.

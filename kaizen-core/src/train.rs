@@ -601,6 +601,12 @@ impl<'a> Trainer<'a> {
         Ok(None)
     }
 
+    /// Optimiser steps done in the current task (from the counters, for messages).
+    fn steps_done_in_task(&self) -> usize {
+        let n = self.task_indices(self.counters.task).len();
+        self.counters.epoch * self.steps_per_epoch(n) + self.counters.step_in_epoch
+    }
+
     fn distilling(&self) -> bool {
         let fe = self.cfg.feature_distill_weight().unwrap_or(0.0) > 0.0;
         fe || self.cfg.classifier_distill_weight() > 0.0
@@ -774,6 +780,7 @@ impl<'a> Trainer<'a> {
         manifest.extra =
             serde_json::to_value(&state).map_err(|e| CoreError::Invalid(e.to_string()))?;
         let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
+        check_finite(&tensors, self.counters.task, self.steps_done_in_task())?;
         checkpoint::save(path, &tensors, &manifest)?;
         Ok(())
     }
@@ -890,6 +897,37 @@ impl<'a> Trainer<'a> {
         writeln!(log, "{v}").map_err(|e| io_err(&path, e))?;
         log.flush().map_err(|e| io_err(&path, e))
     }
+}
+
+/// Errors (naming the first offending tensor) when any floating-point tensor holds a NaN or an infinity: a
+/// diverged state is never written over the last good checkpoint.
+fn check_finite(
+    tensors: &BTreeMap<String, Tensor>,
+    task: usize,
+    step: usize,
+) -> Result<(), CoreError> {
+    let mut bad = tensors.iter().filter_map(|(name, t)| {
+        if !t.dtype().is_float() {
+            return None;
+        }
+        let finite = t
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map(|v| v.iter().all(|x| x.is_finite()));
+        match finite {
+            Ok(true) => None,
+            _ => Some(name.clone()),
+        }
+    });
+    let Some(first) = bad.next() else {
+        return Ok(());
+    };
+    Err(CoreError::NonFiniteState {
+        count: 1 + bad.count(),
+        first,
+        task,
+        step,
+    })
 }
 
 /// Augmentation key of step `s` of epoch `e` of task `t` (distinct for every step of a run).
