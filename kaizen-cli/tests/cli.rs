@@ -402,6 +402,49 @@ fn a_diverged_run_keeps_its_last_finite_checkpoint() {
 }
 
 #[test]
+fn resume_falls_back_to_the_newest_intact_checkpoint() {
+    let t = tmp();
+    let full = t.path().join("full");
+    ok(&["run", "--preset", "smoke", "--out", s(&full), "--quiet"]);
+    for damage in ["delete", "truncate"] {
+        // Stopped in task 1: task_0.safetensors and latest.safetensors exist.
+        let dir = t.path().join(damage);
+        stopped(&[
+            "run",
+            "--preset",
+            "smoke",
+            "--out",
+            s(&dir),
+            "--quiet",
+            "--stop-after-steps",
+            "3",
+        ]);
+        let latest = dir.join("checkpoints/latest.safetensors");
+        assert!(dir.join("checkpoints/task_0.safetensors").exists());
+        if damage == "delete" {
+            std::fs::remove_file(&latest).expect("delete latest");
+        } else {
+            let bytes = std::fs::read(&latest).expect("read latest");
+            std::fs::write(&latest, &bytes[..bytes.len() / 3]).expect("truncate latest");
+        }
+        let o = ok(&["resume", s(&dir)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("resuming from") && err.contains("task_0.safetensors"),
+            "{err}"
+        );
+        // Same result as the uninterrupted run, and the log marks where the resumed attempt starts.
+        assert_eq!(summary_of(&full), summary_of(&dir));
+        let log = read(&dir.join("metrics.jsonl"));
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"event\":\"resume\"") && l.contains("task_0.safetensors")),
+            "{log}"
+        );
+    }
+}
+
+#[test]
 fn compare_writes_a_comparison_with_transfer_metrics() {
     let t = tmp();
     let dir = t.path().join("cmp");

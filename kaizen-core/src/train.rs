@@ -172,21 +172,96 @@ pub fn resume(opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, 
     }
     let lock = RunLock::acquire(&opts.dir)?;
     let cfg = read_config(&opts.dir)?;
-    let mut t = Trainer::new(cfg, opts)?;
-    let latest = opts.dir.join(files::CHECKPOINTS).join(files::LATEST);
-    let resumed = latest.exists();
-    if resumed {
-        t.restore(&latest)?;
-    } else {
-        sink.event(&Event::Notice(format!(
-            "no checkpoint in {}: starting the run from the beginning",
-            opts.dir.join(files::CHECKPOINTS).display()
-        )));
+    let ckdir = opts.dir.join(files::CHECKPOINTS);
+    let latest = ckdir.join(files::LATEST);
+    // The newest checkpoint that loads: `latest`, else the task checkpoints from the last task down.
+    let mut chosen = None;
+    let mut latest_error = None;
+    for path in std::iter::once(latest.clone()).chain(task_checkpoints(&ckdir)?) {
+        if !path.exists() {
+            continue;
+        }
+        match checkpoint::load(&path, &opts.device) {
+            Ok(loaded) => {
+                chosen = Some((path, loaded));
+                break;
+            }
+            Err(e) => {
+                sink.event(&Event::Notice(format!(
+                    "{} cannot be read ({e}); trying an older checkpoint",
+                    path.display()
+                )));
+                if path == latest {
+                    latest_error = Some(e);
+                }
+            }
+        }
     }
-    t.log_json(&serde_json::json!({"event": "resume", "from": t.counters, "time": now_rfc3339()}))?;
+    let mut t = Trainer::new(cfg, opts)?;
+    let resumed = chosen.is_some();
+    match chosen {
+        Some((path, (tensors, manifest))) => {
+            t.restore(&path, tensors, manifest)?;
+            if path != latest {
+                sink.event(&Event::Notice(format!(
+                    "{} is missing or unreadable: resuming from {} (task {}), the newest intact checkpoint",
+                    latest.display(),
+                    path.display(),
+                    t.counters.task
+                )));
+            }
+            t.log_json(&serde_json::json!({"event": "resume", "from": t.counters,
+                "checkpoint": path.display().to_string(), "time": now_rfc3339(),
+                "note": "lines above logged after this position belong to the superseded attempt"}))?;
+        }
+        None => {
+            if let Some(e) = latest_error {
+                // A damaged latest checkpoint and nothing older: keep it for inspection rather than start over.
+                return Err(CoreError::Invalid(format!(
+                    "{} cannot be read ({e}) and there is no older intact checkpoint: to start the run over, \
+                     delete it and run `kaizen resume {}` again",
+                    latest.display(),
+                    opts.dir.display()
+                )));
+            }
+            sink.event(&Event::Notice(format!(
+                "no checkpoint in {}: starting the run from the beginning",
+                ckdir.display()
+            )));
+            t.log_json(
+                &serde_json::json!({"event": "resume", "from": t.counters, "checkpoint": null,
+                "time": now_rfc3339(),
+                "note": "lines above belong to the superseded attempt: the run starts over"}),
+            )?;
+        }
+    }
     let status = t.run(sink, resumed);
     drop(lock);
     status
+}
+
+/// The task checkpoints (`task_<N>.safetensors`) of a checkpoint folder, newest task first.
+fn task_checkpoints(ckdir: &Path) -> Result<Vec<PathBuf>, CoreError> {
+    let entries = match fs::read_dir(ckdir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(ckdir, e)),
+    };
+    let mut found: Vec<(usize, PathBuf)> = Vec::new();
+    for e in entries {
+        let path = e.map_err(|e| io_err(ckdir, e))?.path();
+        let task = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("task_"))
+            .and_then(|n| n.strip_suffix(".safetensors"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(task) = task {
+            found.push((task, path));
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
 /// Read and validate a run directory's resolved config.
@@ -785,8 +860,12 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn restore(&mut self, path: &Path) -> Result<(), CoreError> {
-        let (tensors, manifest) = checkpoint::load(path, &self.opts.device)?;
+    fn restore(
+        &mut self,
+        path: &Path,
+        tensors: checkpoint::NamedTensors,
+        manifest: Manifest,
+    ) -> Result<(), CoreError> {
         let state: TrainState = serde_json::from_value(manifest.extra.clone()).map_err(|e| {
             CoreError::Invalid(format!(
                 "{}: not a kaizen training checkpoint ({e})",
