@@ -260,7 +260,7 @@ fn task_checkpoints(ckdir: &Path) -> Result<Vec<PathBuf>, CoreError> {
             found.push((task, path));
         }
     }
-    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
