@@ -42,8 +42,14 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     }
     let s = d.shape;
     println!(
-        "dataset {}: {} classes, images {}x{}x{} (CxHxW)",
-        d.name, d.num_classes, s.channels, s.height, s.width
+        "dataset {}: {} {}, images {s} (CxHxW)",
+        d.name,
+        d.num_classes,
+        if d.num_classes == 1 {
+            "class"
+        } else {
+            "classes"
+        }
     );
     let fmt = |v: &[f32]| {
         v.iter()

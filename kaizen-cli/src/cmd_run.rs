@@ -24,7 +24,8 @@ pub struct RunArgs {
     /// Override one config key, e.g. `--set method=simclr --set loss.classifier_distill=0`. Repeatable; applied last.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Run directory (default: runs/<preset>-<strategy or compare>-<seed>).
+    /// Run directory (default: runs/<preset>-<strategy>-seed<seed>; with --compare runs/<preset>-compare-seed<seed>;
+    /// with --seeds 1,2,3 ...-seeds1-2-3).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// The one seed (class order, labels, replay, augmentation, initialisation, batch order).

@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use kaizen_core::config::ExperimentConfig;
+use serde::Deserialize;
 use toml::Value;
 
 /// Built-in presets: (name, description, TOML).
@@ -106,9 +107,16 @@ impl Resolver {
 
     /// Deserialise and validate.
     pub fn finish(self) -> Result<ExperimentConfig> {
-        let cfg: ExperimentConfig = self.tree.try_into().map_err(|e: toml::de::Error| {
-            anyhow::anyhow!("invalid configuration: {}", e.message())
-        })?;
+        let cfg: ExperimentConfig = match self.tree.clone().try_into() {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                return Err(match culprit(&self.tree, &self.defaults) {
+                    Some(key) => anyhow::anyhow!("config key `{key}`: {}", e.message()),
+                    None => anyhow::anyhow!("invalid configuration: {}", e.message()),
+                });
+            }
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -151,11 +159,82 @@ fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Resu
                 if dv.is_table() && !v.is_table() {
                     bail!("{source}: `{full}` is a section, not a value; set one of its keys, e.g. `{full}.<key>=...`");
                 }
+                if !dv.is_table() && !same_kind(v, dv) {
+                    bail!("{source}: `{full}` must be {}, got {v}", describe(dv));
+                }
                 check_keys(v, dv, &full, source)?;
             }
         }
     }
     Ok(())
+}
+
+/// The changed key whose value makes the config fail to deserialise: the first leaf that differs from its default
+/// and that, reset to the default, lets the rest deserialise.
+fn culprit(tree: &Value, defaults: &Value) -> Option<String> {
+    let mut changed = Vec::new();
+    changed_leaves(tree, defaults, "", &mut changed);
+    changed.into_iter().find(|key| {
+        let mut t = tree.clone();
+        let (mut node, mut d) = (&mut t, defaults);
+        for part in key.split('.') {
+            let (Value::Table(nt), Value::Table(dt)) = (node, d) else {
+                return false;
+            };
+            let (Some(n), Some(dv)) = (nt.get_mut(part), dt.get(part)) else {
+                return false;
+            };
+            node = n;
+            d = dv;
+        }
+        *node = d.clone();
+        ExperimentConfig::deserialize(t).is_ok()
+    })
+}
+
+fn changed_leaves(tree: &Value, defaults: &Value, path: &str, out: &mut Vec<String>) {
+    if let (Value::Table(t), Value::Table(d)) = (tree, defaults) {
+        for (k, v) in t {
+            let full = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match d.get(k) {
+                Some(dv) if dv.is_table() => changed_leaves(v, dv, &full, out),
+                Some(dv) if dv == v => {}
+                _ => out.push(full),
+            }
+        }
+    }
+}
+
+/// Whether `v` can stand where the default `d` is (an integer may stand for a float).
+fn same_kind(v: &Value, d: &Value) -> bool {
+    matches!(
+        (v, d),
+        (Value::String(_), Value::String(_))
+            | (Value::Integer(_), Value::Integer(_) | Value::Float(_))
+            | (Value::Float(_), Value::Float(_))
+            | (Value::Boolean(_), Value::Boolean(_))
+            | (Value::Array(_), Value::Array(_))
+            | (Value::Table(_), Value::Table(_))
+            | (Value::Datetime(_), Value::Datetime(_))
+    )
+}
+
+/// The kind of value a key takes, with its default as the example.
+fn describe(d: &Value) -> String {
+    let kind = match d {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "a whole number",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a section",
+        Value::Datetime(_) => "a date",
+    };
+    format!("{kind} (default {d})")
 }
 
 fn coerce_like(layer: &mut Value, defaults: &Value) {
@@ -246,6 +325,32 @@ mod tests {
             e.err().map(|e| format!("{e:#}")).unwrap_or_default()
         )
         .contains("nope"));
+        Ok(())
+    }
+
+    #[test]
+    fn type_and_value_errors_name_the_key_and_the_source() -> Result<()> {
+        let err = |r: Result<()>| r.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        let mut r = Resolver::new()?;
+        let e = err(r.set("train.lr=abc", "--set"));
+        assert!(
+            e.contains("--set `train.lr=abc`: `train.lr` must be a number"),
+            "{e}"
+        );
+        let e = err(r.merge_toml("[train]\nepochs = 2.5\n", "my.toml"));
+        assert!(
+            e.contains("my.toml: `train.epochs` must be a whole number"),
+            "{e}"
+        );
+        // an integer where a float is expected is fine
+        r.set("loss.ssl=1", "--set")?;
+        let mut r = Resolver::new()?;
+        r.set("loss.ce_classes=some", "--set")?;
+        let e = err(r.finish().map(|_| ()));
+        assert!(
+            e.contains("config key `loss.ce_classes`") && e.contains("`all` or `seen`"),
+            "{e}"
+        );
         Ok(())
     }
 }

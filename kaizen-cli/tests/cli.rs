@@ -445,6 +445,24 @@ fn resume_falls_back_to_the_newest_intact_checkpoint() {
 }
 
 #[test]
+fn runs_without_labels_are_warned_about() {
+    let t = tmp();
+    let o = ok(&[
+        "run",
+        "--preset",
+        "smoke",
+        "--out",
+        s(&t.path().join("run")),
+        "--quiet",
+        "--set",
+        "data.label_fraction=0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("warning: data.label_fraction = 0"), "{err}");
+    assert!(read(&t.path().join("run/metrics.jsonl")).contains("\"event\":\"warning\""));
+}
+
+#[test]
 fn compare_writes_a_comparison_with_transfer_metrics() {
     let t = tmp();
     let dir = t.path().join("cmp");
@@ -578,7 +596,7 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     ]);
     let cfg = read(&dir.join("config.toml")).replace("width = 2", "width = 4");
     std::fs::write(dir.join("config.toml"), cfg).expect("write config");
-    fails_with(&["resume", s(&dir)], "another configuration");
+    fails_with(&["resume", s(&dir)], "model.width: 2 -> 4");
     // a corrupt checkpoint
     let dir2 = t.path().join("run2");
     stopped(&[

@@ -27,7 +27,7 @@ pub struct FeatureDump {
 fn io(path: &Path, e: std::io::Error) -> CoreError {
     CoreError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     }
 }
 

@@ -107,12 +107,12 @@ pub enum CoreError {
     },
 
     /// An I/O error on a file, naming it.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory involved.
         path: std::path::PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so it is not repeated as a `source()`).
+        error: std::io::Error,
     },
 
     /// A state (checkpoint part) that is inconsistent, with the reason.

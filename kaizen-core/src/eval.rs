@@ -195,7 +195,7 @@ pub fn evaluate_after(
 fn io(path: &Path, e: std::io::Error) -> CoreError {
     CoreError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     }
 }
 

@@ -24,7 +24,7 @@ pub struct RunLock {
 fn io(path: &Path, e: std::io::Error) -> CoreError {
     CoreError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     }
 }
 

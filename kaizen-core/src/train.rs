@@ -103,6 +103,10 @@ struct TrainState {
     /// protocol -> rows so far.
     matrices: BTreeMap<String, Vec<Vec<Option<f64>>>>,
     config_hash: String,
+    /// The config the checkpoint was written with (to say which setting differs on a mismatch; absent in
+    /// checkpoints of older versions).
+    #[serde(default)]
+    config: Option<serde_json::Value>,
 }
 
 /// Everything a run needs, built from the config.
@@ -238,6 +242,36 @@ pub fn resume(opts: &RunOptions, sink: &mut dyn EventSink) -> Result<RunStatus, 
     let status = t.run(sink, resumed);
     drop(lock);
     status
+}
+
+/// The keys whose values differ between two configs (as JSON), as `key: a -> b`.
+fn config_differences(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    match (a, b) {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let full = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = serde_json::Value::Null;
+                config_differences(
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    &full,
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+        _ => {}
+    }
 }
 
 /// The task checkpoints (`task_<N>.safetensors`) of a checkpoint folder, newest task first.
@@ -417,6 +451,10 @@ impl<'a> Trainer<'a> {
             start_task: self.counters.task,
             resumed,
         });
+        for w in self.data.warnings(self.cfg.data.label_fraction) {
+            self.log_json(&serde_json::json!({"event": "warning", "message": w}))?;
+            sink.event(&Event::Notice(format!("warning: {w}")));
+        }
         if self.cfg.strategy == StrategyKind::Random
             && self.counters.task == 0
             && !self.counters.eval_pending
@@ -839,6 +877,7 @@ impl<'a> Trainer<'a> {
             counters: self.counters,
             matrices: self.matrices.clone(),
             config_hash: self.config_hash.clone(),
+            config: serde_json::to_value(&self.cfg).ok(),
         };
         let mut manifest = Manifest::new(
             serde_json::json!({"backbone": self.spec.backbone, "network": self.spec}),
@@ -873,12 +912,22 @@ impl<'a> Trainer<'a> {
             ))
         })?;
         if state.config_hash != self.config_hash {
+            let ours = serde_json::to_value(&self.cfg).unwrap_or_default();
+            let differences = match &state.config {
+                Some(theirs) => {
+                    let mut d = Vec::new();
+                    config_differences(theirs, &ours, "", &mut d);
+                    format!(
+                        "settings that differ (checkpoint -> config.toml): {}",
+                        d.join(", ")
+                    )
+                }
+                None => format!("config hash {} vs {}", state.config_hash, self.config_hash),
+            };
             return Err(CoreError::Invalid(format!(
-                "{} was written for another configuration (config hash {} vs {} of {}): \
-                 restore the run's original config.toml or start a new run",
+                "{} was written for another configuration than {} ({differences}): restore the run's original \
+                 config.toml or start a new run",
                 path.display(),
-                state.config_hash,
-                self.config_hash,
                 self.opts.dir.join(files::CONFIG).display()
             )));
         }
@@ -1046,7 +1095,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
 fn io_err(path: &Path, e: std::io::Error) -> CoreError {
     CoreError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     }
 }
 

@@ -167,13 +167,23 @@ pub fn parse_cifar(bytes: &[u8], kind: CifarKind, path: &Path) -> Result<(Vec<u8
         return Err(DataError::bad(path, "empty file: no CIFAR record"));
     }
     if !bytes.len().is_multiple_of(rec) {
+        let (full, extra) = (bytes.len() / rec, bytes.len() % rec);
+        let n = |k: usize| {
+            if k == 1 {
+                "1 byte".to_string()
+            } else {
+                format!("{k} bytes")
+            }
+        };
         return Err(DataError::bad(
             path,
             format!(
-                "truncated: {} bytes is not a whole number of {rec}-byte records ({} full records + {} bytes)",
-                bytes.len(),
-                bytes.len() / rec,
-                bytes.len() % rec
+                "{} is not a whole number of {rec}-byte records: {full} full records and {} extra \
+                 (truncated by {}, or {} too long)",
+                n(bytes.len()),
+                n(extra),
+                n(rec - extra),
+                n(extra)
             ),
         ));
     }

@@ -90,6 +90,13 @@ pub struct ImageShape {
     pub width: usize,
 }
 
+impl std::fmt::Display for ImageShape {
+    /// `CxHxW`, e.g. `1x28x28`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
+    }
+}
+
 impl ImageShape {
     /// Bytes (= values) per image: `channels * height * width`.
     pub fn len(&self) -> usize {
@@ -118,7 +125,7 @@ impl Split {
         if shape.is_empty() || !matches!(shape.channels, 1 | 3) {
             return Err(DataError::config(
                 "shape",
-                format!("unsupported image shape {shape:?} (need 1 or 3 channels, non-empty)"),
+                format!("unsupported image shape {shape} (CxHxW; need 1 or 3 channels, non-empty)"),
             ));
         }
         if pixels.len() != labels.len() * shape.len() {
@@ -274,7 +281,7 @@ impl Dataset {
             return Err(DataError::bad(
                 source,
                 format!(
-                    "train images are {:?} but test images are {:?}",
+                    "train images are {} but test images are {} (CxHxW)",
                     train.shape(),
                     test.shape()
                 ),
@@ -312,6 +319,51 @@ impl Dataset {
             mean,
             std,
         })
+    }
+
+    /// What makes some results meaningless without being an error, as sentences: a class with no training or no
+    /// test image, and (`label_fraction == 0`) no labels at all.
+    pub fn warnings(&self, label_fraction: f64) -> Vec<String> {
+        let mut w = Vec::new();
+        for (split, s, effect) in [
+            (
+                "training",
+                &self.train,
+                "train on fewer classes than they list",
+            ),
+            (
+                "test",
+                &self.test,
+                "are evaluated on fewer classes (a task without test images scores 0)",
+            ),
+        ] {
+            let empty: Vec<String> = s
+                .per_class_counts(self.num_classes)
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n == 0)
+                .map(|(k, _)| match self.class_names.get(k) {
+                    Some(name) if name != &k.to_string() => format!("{k} ({name})"),
+                    _ => k.to_string(),
+                })
+                .collect();
+            if !empty.is_empty() {
+                w.push(format!(
+                    "{} {} no {split} image: their tasks {effect}",
+                    if empty.len() == 1 { "class" } else { "classes" },
+                    empty.join(", ") + if empty.len() == 1 { " has" } else { " have" }
+                ));
+            }
+        }
+        if label_fraction == 0.0 {
+            w.push(
+                "data.label_fraction = 0: no image keeps its label, so the classifier learns nothing (its accuracy \
+                 is chance) and the labelled replay memory stays empty; the knn and linear protocols still measure \
+                 the features"
+                    .into(),
+            );
+        }
+        w
     }
 
     /// Per-split and per-class counts.

@@ -8,13 +8,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file (or folder) involved.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (in the message, so it is not repeated as a `source()`).
+        error: std::io::Error,
     },
     /// A file exists but its content is invalid (wrong magic, truncated, label out of range, undecodable image, ...).
     #[error("{path}: {reason}")]
@@ -124,10 +123,10 @@ impl DataError {
         }
     }
     /// Shorthand for [`DataError::Io`].
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
     /// Shorthand for [`DataError::InvalidConfig`].

@@ -49,6 +49,7 @@ pub fn maybe_gunzip(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
 /// Parses (and un-gzips if needed) an IDX file whose content is `bytes`, expecting `ndim` dimensions of
 /// unsigned bytes.
 pub fn parse_idx(bytes: Vec<u8>, ndim: usize, path: &Path) -> Result<Idx> {
+    let was_gzip = bytes.starts_with(&[0x1f, 0x8b]);
     let raw = maybe_gunzip(bytes, path)?;
     if raw.len() < 4 {
         return Err(DataError::bad(
@@ -60,6 +61,14 @@ pub fn parse_idx(bytes: Vec<u8>, ndim: usize, path: &Path) -> Result<Idx> {
         ));
     }
     if raw[0] != 0 || raw[1] != 0 || raw[2] != 0x08 || raw[3] as usize != ndim {
+        let gz_name = path.extension().is_some_and(|e| e == "gz");
+        if gz_name && !was_gzip {
+            return Err(DataError::bad(
+                path,
+                "not a gzip file (a .gz name, but not the gzip magic bytes 1f 8b); is it an IDX file renamed, or \
+                 something else?",
+            ));
+        }
         return Err(DataError::bad(
             path,
             format!(

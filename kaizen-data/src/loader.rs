@@ -84,7 +84,11 @@ pub fn two_view_batch(
     if aug.shape() != shape {
         return Err(DataError::config(
             "augmenter",
-            format!("built for {:?}, the split has {:?}", aug.shape(), shape),
+            format!(
+                "built for {} images, the split has {} (CxHxW)",
+                aug.shape(),
+                shape
+            ),
         ));
     }
     check_indices(split, items.iter().map(|it| &it.index))?;

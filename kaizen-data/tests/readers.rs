@@ -244,6 +244,22 @@ fn idx_wrong_magic_names_the_file() -> Result<()> {
 }
 
 #[test]
+fn idx_gz_name_without_gzip_content_says_so() -> Result<()> {
+    let t = tempfile::tempdir()?;
+    write_idx_set(t.path())?;
+    let plain = t.path().join("train-labels-idx1-ubyte");
+    let f = t.path().join("train-labels-idx1-ubyte.gz");
+    std::fs::write(&f, b"this is not gzip")?;
+    std::fs::remove_file(&plain)?;
+    let e = load_dataset(DatasetName::Mnist, Some(t.path())).unwrap_err();
+    assert!(
+        matches!(&e, DataError::BadFile { path, reason } if path == &f && reason.contains("not a gzip file")),
+        "{e}"
+    );
+    Ok(())
+}
+
+#[test]
 fn idx_truncated_plain_and_gzip_name_the_file() -> Result<()> {
     let t = tempfile::tempdir()?;
     write_idx_set(t.path())?;
@@ -331,7 +347,17 @@ fn cifar_truncated_file_is_named() -> Result<()> {
     std::fs::write(&f, &b[..b.len() - 100])?;
     let e = load_dataset(DatasetName::Cifar10, Some(t.path())).unwrap_err();
     assert!(
-        matches!(&e, DataError::BadFile { path, reason } if path == &f && reason.contains("truncated")),
+        matches!(&e, DataError::BadFile { path, reason } if path == &f && reason.contains("truncated by 100 bytes")),
+        "{e}"
+    );
+    // one byte too long: said so, not only "truncated"
+    let mut longer = b.clone();
+    longer.push(0);
+    std::fs::write(&f, &longer)?;
+    let e = load_dataset(DatasetName::Cifar10, Some(t.path())).unwrap_err();
+    assert!(
+        matches!(&e, DataError::BadFile { path, reason } if path == &f && reason.contains("1 byte extra")
+            && reason.contains("1 byte too long")),
         "{e}"
     );
     std::fs::write(&f, b"")?;
@@ -443,6 +469,25 @@ fn image_folder_gray_and_rgb() -> Result<()> {
     assert_eq!(d.shape.channels, 3);
     assert_eq!(&d.test.image(0)[..6], &[1, 2, 3, 1, 2, 3]);
     assert_eq!(&d.train.image(0)[..3], &[30, 30, 30]);
+    Ok(())
+}
+
+#[test]
+fn a_class_without_test_images_and_no_labels_are_warned_about() -> Result<()> {
+    let t = tempfile::tempdir()?;
+    let r = t.path();
+    save_gray(&r.join("train/ant/a.png"), 4, 4, 10)?;
+    save_gray(&r.join("train/bee/b.png"), 4, 4, 20)?;
+    save_gray(&r.join("test/bee/c.png"), 4, 4, 30)?;
+    let d = load_dataset(DatasetName::ImageFolder, Some(r))?;
+    let w = d.warnings(1.0);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("class 0 (ant) has no test image"), "{w:?}");
+    let w = d.warnings(0.0);
+    assert!(w.iter().any(|m| m.contains("label_fraction = 0")), "{w:?}");
+    save_gray(&r.join("test/ant/d.png"), 4, 4, 40)?;
+    let d = load_dataset(DatasetName::ImageFolder, Some(r))?;
+    assert!(d.warnings(0.5).is_empty());
     Ok(())
 }
 

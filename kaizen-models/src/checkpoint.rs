@@ -187,9 +187,9 @@ pub fn manifest_json_path(path: &Path) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically: temporary file in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| ModelError::Io {
+    let io = |error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -302,9 +302,9 @@ pub fn save_plain(path: &Path, tensors: &NamedTensors) -> Result<()> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| ModelError::Io {
+    std::fs::read(path).map_err(|error| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

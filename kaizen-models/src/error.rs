@@ -6,20 +6,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A candle operation failed; `context` says what was being done (and on which tensor).
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Candle {
         /// What was being done, e.g. `building backbone` or `EMA update of target.conv1.weight`.
         context: String,
-        /// The underlying candle error.
-        source: candle_core::Error,
+        /// The underlying candle error (in the message, so it is not repeated as a `source()`).
+        error: candle_core::Error,
     },
     /// Reading or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A checkpoint or tensor file is not a valid (or not a complete) safetensors file, or its manifest is unreadable.
     #[error("{}: corrupt or truncated file: {reason}", path.display())]
@@ -116,15 +116,15 @@ pub trait CandleContext<T> {
 
 impl<T> CandleContext<T> for candle_core::Result<T> {
     fn ctx(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| ModelError::Candle {
+        self.map_err(|error| ModelError::Candle {
             context: context.into(),
-            source,
+            error,
         })
     }
     fn with_ctx<F: FnOnce() -> String>(self, f: F) -> Result<T> {
-        self.map_err(|source| ModelError::Candle {
+        self.map_err(|error| ModelError::Candle {
             context: f(),
-            source,
+            error,
         })
     }
 }
