@@ -83,6 +83,11 @@ impl Resolver {
         };
         let key = key.trim();
         let raw = raw.trim();
+        if key.split('.').any(|part| part.trim().is_empty()) {
+            bail!(
+                "{source} `{assignment}`: the key `{key}` has an empty part; write section.key, e.g. --set train.epochs=3"
+            );
+        }
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
@@ -160,7 +165,11 @@ fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Resu
                     bail!("{source}: `{full}` is a section, not a value; set one of its keys, e.g. `{full}.<key>=...`");
                 }
                 if !dv.is_table() && !same_kind(v, dv) {
-                    bail!("{source}: `{full}` must be {}, got {v}", describe(dv));
+                    bail!(
+                        "{source}: `{full}` must be {}, got {}",
+                        describe(dv),
+                        brief(v)
+                    );
                 }
                 check_keys(v, dv, &full, source)?;
             }
@@ -237,6 +246,18 @@ fn describe(d: &Value) -> String {
     format!("{kind} (default {d})")
 }
 
+/// A value as an error message shows it: scalars and flat lists in full, anything nested by its kind only (a
+/// deeply nested table, e.g. from `a.b.c.d...` dotted keys, would otherwise be rendered recursively).
+fn brief(v: &Value) -> String {
+    match v {
+        Value::Table(_) => "a section (a table of keys)".to_string(),
+        Value::Array(a) if a.iter().any(|x| x.is_table() || x.is_array()) => {
+            "a nested list".to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 fn coerce_like(layer: &mut Value, defaults: &Value) {
     match (layer, defaults) {
         (Value::Table(l), Value::Table(d)) => {
@@ -274,6 +295,68 @@ fn merge(base: &mut Value, layer: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the `config` fuzz target does with one input: the text as a config file, its lines as `--set`s.
+    fn resolve_like_the_fuzzer(text: &str) -> (Result<ExperimentConfig>, Result<ExperimentConfig>) {
+        let file = Resolver::new().and_then(|mut r| {
+            r.merge_toml(text, "fuzz.toml")?;
+            r.finish()
+        });
+        let sets = Resolver::new().and_then(|mut r| {
+            for line in text.lines().take(16) {
+                r.set(line, "--set")?;
+            }
+            r.finish()
+        });
+        (file, sets)
+    }
+
+    #[test]
+    fn fuzz_regressions_are_clean_errors() -> Result<()> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions/config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let bytes = std::fs::read(&path)?;
+            let text = String::from_utf8_lossy(&bytes);
+            let (file, sets) = resolve_like_the_fuzzer(&text);
+            assert!(
+                file.is_err(),
+                "{}: resolved as a config file",
+                path.display()
+            );
+            assert!(sets.is_err(), "{}: resolved as --set lines", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 1, "no regression input under {}", dir.display());
+        Ok(())
+    }
+
+    #[test]
+    fn deeply_nested_keys_are_errors_not_stack_overflows() -> Result<()> {
+        // A dotted key 2000 levels deep where `train.lr` is a number. In a file the TOML parser refuses it; as a
+        // `--set` the error names the key and the kind of value without rendering the nested table (that recursion
+        // overflowed the stack).
+        let deep = format!("train.lr{}=1", ".x".repeat(2000));
+        let (file, sets) = resolve_like_the_fuzzer(&deep);
+        assert!(file.is_err());
+        let e = format!("{:#}", sets.err().unwrap_or_else(|| anyhow::anyhow!("")));
+        assert!(
+            e.contains("`train.lr` must be a number") && e.contains("got a section"),
+            "{e}"
+        );
+        // An empty part is refused before anything is built.
+        let mut r = Resolver::new()?;
+        let e = format!(
+            "{:#}",
+            r.set("train..lr=1", "--set")
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!(""))
+        );
+        assert!(e.contains("has an empty part"), "{e}");
+        Ok(())
+    }
 
     #[test]
     fn every_preset_resolves_and_validates() -> Result<()> {

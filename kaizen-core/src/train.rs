@@ -308,8 +308,13 @@ pub fn read_config(dir: &Path) -> Result<ExperimentConfig, CoreError> {
             dir.display()
         ))
     })?;
-    let cfg: ExperimentConfig = toml::from_str(&text)
-        .map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?;
+    parse_config(&text, &path)
+}
+
+/// Parse and validate a resolved config's TOML text; `path` names it in errors.
+pub fn parse_config(text: &str, path: &Path) -> Result<ExperimentConfig, CoreError> {
+    let cfg: ExperimentConfig =
+        toml::from_str(text).map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?;
     cfg.validate()?;
     Ok(cfg)
 }

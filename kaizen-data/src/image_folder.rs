@@ -74,16 +74,33 @@ struct Decoded {
     img: image::DynamicImage,
 }
 
-fn decode(path: &Path) -> Result<Decoded> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
+/// The largest image side the reader accepts (pixels).
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most memory one image may take once decoded (bytes).
+pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Decodes one PNG or JPEG image held in `bytes`; `path` names it in errors. A header that declares more than
+/// [`MAX_IMAGE_SIDE`] pixels a side or more than [`MAX_IMAGE_BYTES`] decoded is refused before anything that
+/// size is allocated.
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
+        .map_err(|e| DataError::io(path, e))?;
+    reader.limits(limits);
+    reader
         .decode()
-        .map_err(|e| DataError::bad(path, format!("cannot decode image: {e}")))?;
+        .map_err(|e| DataError::bad(path, format!("cannot decode image: {e}")))
+}
+
+fn decode(path: &Path) -> Result<Decoded> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     Ok(Decoded {
         path: path.to_path_buf(),
-        img,
+        img: decode_image(&bytes, path)?,
     })
 }
 

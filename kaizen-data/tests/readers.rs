@@ -532,3 +532,73 @@ fn image_folder_empty_class_mixed_sizes_bad_image_unknown_test_class() -> Result
     assert!(matches!(e, DataError::NotFound { .. }), "{e}");
     Ok(())
 }
+
+/// A PNG whose header declares `w x h` 8-bit pixels of PNG colour type `color` (0 gray, 2 RGB) but carries no
+/// pixel rows.
+fn png_header_only(w: u32, h: u32, color: u8) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        // CRC-32 (IEEE) over type + data, bit by bit: a test needs no table.
+        let mut crc = 0xffff_ffffu32;
+        for &b in &out[start..] {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        out.extend_from_slice(&(!crc).to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, color, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    // A zlib stream of nothing: the pixel rows are missing.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[test]
+fn an_image_declaring_a_huge_size_is_refused_before_allocating() -> Result<()> {
+    use kaizen_data::image_folder::{decode_image, MAX_IMAGE_SIDE};
+    // 100 000 x 100 000 grayscale would be 10 GB decoded; the file is 77 bytes.
+    let path = Path::new("huge.png");
+    let err = |bytes: Vec<u8>| {
+        decode_image(&bytes, path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    // 100 000 x 100 000 grayscale would be 10 GB decoded; the file is 77 bytes.
+    let e = err(png_header_only(100_000, 100_000, 0));
+    assert!(
+        e.contains("huge.png") && e.contains("cannot decode image"),
+        "{e}"
+    );
+    assert!(e.to_lowercase().contains("limit"), "{e}");
+    // Sides within MAX_IMAGE_SIDE, but 12000 x 12000 RGB is 432 MB decoded: over our 256 MiB (the image crate's
+    // own default, 512 MiB, would let it through).
+    assert!(12_000 <= MAX_IMAGE_SIDE);
+    let e = err(png_header_only(12_000, 12_000, 2));
+    assert!(e.to_lowercase().contains("limit"), "{e}");
+    // The same header at a small size is only missing its data: another error.
+    let e = err(png_header_only(4, 4, 2));
+    assert!(
+        e.contains("cannot decode image") && !e.to_lowercase().contains("limit"),
+        "{e}"
+    );
+    Ok(())
+}

@@ -331,8 +331,12 @@ fn view_to_tensor(
 
 /// Reads every tensor of any safetensors file (no manifest needed): PyTorch exports, image tensors, ...
 pub fn load_plain(path: &Path, device: &Device) -> Result<NamedTensors> {
-    let bytes = read(path)?;
-    let st = parse(path, &bytes)?;
+    load_plain_bytes(path, &read(path)?, device)
+}
+
+/// [`load_plain`] on a file's content already in memory; `path` names it in errors.
+pub fn load_plain_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<NamedTensors> {
+    let st = parse(path, bytes)?;
     st.tensors()
         .iter()
         .map(|(n, v)| Ok((n.clone(), view_to_tensor(path, n, v, device)?)))
@@ -342,9 +346,15 @@ pub fn load_plain(path: &Path, device: &Device) -> Result<NamedTensors> {
 /// Loads a checkpoint written by [`save`], verifying the manifest against the file: every tensor listed and no other,
 /// same shapes and dtypes, same checksums. Errors name the file and the first offending tensor.
 pub fn load(path: &Path, device: &Device) -> Result<(NamedTensors, Manifest)> {
-    let bytes = read(path)?;
-    let st = parse(path, &bytes)?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| ModelError::Corrupt {
+    load_bytes(path, &read(path)?, device)
+}
+
+/// [`load`] on a file's content already in memory; `path` names it in errors. Nothing in the file is executed
+/// (safetensors holds only a JSON header and raw little-endian data) and no allocation exceeds the file's own
+/// size: every tensor's extent is checked against the buffer before it is copied.
+pub fn load_bytes(path: &Path, bytes: &[u8], device: &Device) -> Result<(NamedTensors, Manifest)> {
+    let st = parse(path, bytes)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Corrupt {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
