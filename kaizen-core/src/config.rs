@@ -442,6 +442,22 @@ impl ExperimentConfig {
         }
     }
 
+    /// Settings that are valid but known to go wrong, as messages for the user (the run goes on).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        // The official VICReg script: LARS lr 0.3 per 256 images, classifier lr 0.05, weight decay 1e-4.
+        let vicreg_lr = 0.3 * self.train.batch_size as f64 / 256.0;
+        if self.method == MethodKind::VicReg && self.train.lr > 2.0 * vicreg_lr {
+            out.push(format!(
+                "method vicreg with train.lr = {}: the official VICReg recipe uses lr 0.3 per 256 images ({vicreg_lr} \
+                 at batch {}), train.classifier_lr = 0.05 and train.weight_decay = 1e-4; VICReg diverged (NaN at task \
+                 1) with the mini preset's BYOL lr 0.25",
+                self.train.lr, self.train.batch_size
+            ));
+        }
+        out
+    }
+
     /// Check every value that could make a run fail late or silently wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.distiller_kind()?;
@@ -529,5 +545,31 @@ impl ExperimentConfig {
             return Err(bad("eval.knn_k", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vicreg_at_a_byol_learning_rate_is_warned_about() {
+        let mut cfg = ExperimentConfig::default();
+        cfg.train.batch_size = 64;
+        cfg.train.lr = 0.25;
+        assert!(
+            cfg.warnings().is_empty(),
+            "BYOL at 0.25: {:?}",
+            cfg.warnings()
+        );
+        cfg.method = MethodKind::VicReg;
+        let w = cfg.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("train.lr = 0.25") && w[0].contains("0.075 at batch 64"),
+            "{w:?}"
+        );
+        cfg.train.lr = 0.075;
+        assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
     }
 }

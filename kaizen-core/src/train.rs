@@ -456,7 +456,9 @@ impl<'a> Trainer<'a> {
             start_task: self.counters.task,
             resumed,
         });
-        for w in self.data.warnings(self.cfg.data.label_fraction) {
+        let mut warnings = self.cfg.warnings();
+        warnings.extend(self.data.warnings(self.cfg.data.label_fraction));
+        for w in warnings {
             self.log_json(&serde_json::json!({"event": "warning", "message": w}))?;
             sink.event(&Event::Notice(format!("warning: {w}")));
         }
