@@ -1106,27 +1106,27 @@ fn io_err(path: &Path, e: std::io::Error) -> CoreError {
     }
 }
 
-/// Current UTC time as RFC 3339 (seconds).
+/// Current UTC time as RFC 3339 (seconds), e.g. `2026-11-29T14:18:58Z`.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::now_rfc3339;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_seconds_of_now() {
+        let before = std::time::SystemTime::now();
+        let s = now_rfc3339();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.ends_with('Z') && s.as_bytes()[10] == b'T', "{s}");
+        let parsed = humantime::parse_rfc3339(&s).map_err(|e| format!("{s}: {e}"));
+        let parsed = parsed.unwrap_or(std::time::UNIX_EPOCH);
+        let diff = parsed
+            .duration_since(before)
+            .or_else(|e| Ok::<_, ()>(e.duration()))
+            .unwrap_or_default();
+        assert!(diff.as_secs() <= 2, "{s} is {diff:?} away from now");
+    }
 }
