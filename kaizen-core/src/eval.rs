@@ -223,7 +223,7 @@ pub fn write_results(
                 .map(|v| v.map_or_else(|| "nan".to_string(), |x| format!("{x}")))
                 .collect();
             let path = dir.join(format!("{}_accuracy_{p}.csv", cfg.strategy));
-            crate::train::write_atomic(&path, format!("{}\n", vals.join(",")).as_bytes())?;
+            crate::run_dir::write_atomic(&path, format!("{}\n", vals.join(",")).as_bytes())?;
             let defined: Vec<f64> = row.iter().flatten().copied().collect();
             let mean =
                 (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
@@ -233,8 +233,8 @@ pub fn write_results(
             );
         }
         let summary = serde_json::json!({"strategy": cfg.strategy, "protocols": protocols});
-        crate::train::write_atomic(
-            &dir.join(crate::train::files::SUMMARY),
+        crate::run_dir::write_atomic(
+            &dir.join(crate::run_dir::files::SUMMARY),
             json_text(&summary)?.as_bytes(),
         )?;
         let mut md = format!(
@@ -260,7 +260,7 @@ pub fn write_results(
                 .map_or("-".into(), |f| format!("{f:.3}"));
             md.push_str(&format!("| {p} | {} | {mean} |\n", row.join(" | ")));
         }
-        crate::train::write_atomic(&dir.join("report.md"), md.as_bytes())?;
+        crate::run_dir::write_atomic(&dir.join("report.md"), md.as_bytes())?;
         return Ok(());
     }
     let mut results = Vec::new();
@@ -269,7 +269,10 @@ pub fn write_results(
         kaizen_metrics::write_csv(&dir.join(format!("acc_matrix_{p}.csv")), &m)?;
         results.push(ProtocolResult::new(p, m, None, None)?);
     }
-    kaizen_metrics::report::write_summary_json(&dir.join(crate::train::files::SUMMARY), &results)?;
+    kaizen_metrics::report::write_summary_json(
+        &dir.join(crate::run_dir::files::SUMMARY),
+        &results,
+    )?;
     let input = ReportInput {
         run_name: dir
             .file_name()
@@ -281,7 +284,7 @@ pub fn write_results(
         class_order: (0..stream.num_tasks())
             .map(|t| stream.task_classes(t).to_vec())
             .collect(),
-        config_text: crate::train::config_toml(cfg)?,
+        config_text: crate::run_dir::config_toml(cfg)?,
         notes: vec![
             ("method".into(), cfg.method.to_string()),
             ("distiller".into(), cfg.distiller_kind()?.to_string()),

@@ -22,6 +22,7 @@ pub mod loss;
 pub mod method;
 pub mod network;
 pub mod queue;
+pub mod run_dir;
 pub mod step;
 pub mod train;
 
