@@ -335,7 +335,7 @@ impl Plan<'_> {
             eprintln!("   {s} finished in {:.1} s", t0.elapsed().as_secs_f64());
         }
         let names: Vec<String> = self.strategies.iter().map(|s| s.to_string()).collect();
-        kaizen_core::eval::write_comparison(dir, &names)?;
+        kaizen_core::eval::compare_run_dirs(dir, &names)?;
         Ok(())
     }
 }

@@ -50,7 +50,7 @@ impl Protocol {
 pub type Row = Vec<Option<f64>>;
 
 /// What an evaluation reads.
-pub struct EvalData<'a> {
+pub struct EvalContext<'a> {
     /// The dataset.
     pub data: &'a Dataset,
     /// The stream (task of each class).
@@ -66,7 +66,7 @@ pub struct EvalData<'a> {
 }
 
 fn features(
-    ed: &EvalData<'_>,
+    ed: &EvalContext<'_>,
     split: &kaizen_data::Split,
     idx: &[u32],
 ) -> Result<Tensor, CoreError> {
@@ -97,7 +97,7 @@ fn capped_indices(split: &kaizen_data::Split, num_classes: usize, n: usize) -> V
 /// Evaluate the model after training through task `row_task` (`usize::MAX`: before any training, the random
 /// baseline) with every protocol in `protocols`; returns one row of T cells per protocol.
 pub fn evaluate_after(
-    ed: &EvalData<'_>,
+    ed: &EvalContext<'_>,
     row_task: usize,
     protocols: &[Protocol],
 ) -> Result<Vec<(Protocol, Row)>, CoreError> {
@@ -307,7 +307,7 @@ fn class_order_text(stream: &TaskStream) -> String {
 /// After `kaizen run --compare`: write `comparison.md` and `comparison.json` for the runs `DIR/<name>/`.
 /// When a `random` run is among them its per-task accuracies become the forward-transfer baseline of the
 /// others, and a `joint` run's become the reference of intransigence (same protocol each).
-pub fn write_comparison(dir: &Path, names: &[String]) -> Result<(), CoreError> {
+pub fn compare_run_dirs(dir: &Path, names: &[String]) -> Result<(), CoreError> {
     let read_vec = |strategy: &str, protocol: &str| -> Option<Vec<f64>> {
         if !names.iter().any(|n| n == strategy) {
             return None;

@@ -12,7 +12,7 @@
 use crate::config::{ExperimentConfig, StrategyKind, TeacherBn};
 use crate::distill::{build_distiller, DistillParams, Distiller};
 use crate::error::CoreError;
-use crate::eval::{self, EvalData, Protocol};
+use crate::eval::{self, EvalContext, Protocol};
 use crate::events::{Event, EventSink, TermValue};
 use crate::lock::RunLock;
 use crate::method::{build_method, MethodParams, SslMethod};
@@ -755,7 +755,7 @@ impl<'a> Trainer<'a> {
         } else {
             t
         };
-        let ed = EvalData {
+        let ed = EvalContext {
             data: &self.data,
             stream: &self.stream,
             online: &self.online,
