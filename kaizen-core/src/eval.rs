@@ -94,11 +94,29 @@ fn capped_indices(split: &kaizen_data::Split, num_classes: usize, n: usize) -> V
         .collect()
 }
 
-/// Evaluate the model after training through task `row_task` (`usize::MAX`: before any training, the random
-/// baseline) with every protocol in `protocols`; returns one row of T cells per protocol.
+/// When in the stream an evaluation row is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalPoint {
+    /// Before any training (the `random` baseline's row: the initial model).
+    BeforeTraining,
+    /// After training through this task index.
+    AfterTask(usize),
+}
+
+impl EvalPoint {
+    /// How many tasks of the stream have been trained at this point.
+    pub fn tasks_seen(self) -> usize {
+        match self {
+            EvalPoint::BeforeTraining => 0,
+            EvalPoint::AfterTask(t) => t + 1,
+        }
+    }
+}
+
+/// Evaluate the model at `point` with every protocol in `protocols`; returns one row of T cells per protocol.
 pub fn evaluate_after(
     ed: &EvalContext<'_>,
-    row_task: usize,
+    point: EvalPoint,
     protocols: &[Protocol],
 ) -> Result<Vec<(Protocol, Row)>, CoreError> {
     let t_count = ed.stream.num_tasks();
@@ -113,14 +131,10 @@ pub fn evaluate_after(
     let test_idx: Vec<u32> = (0..ed.data.test.len() as u32).collect();
     let test_labels = ed.data.test.labels().to_vec();
     let test_feats = features(ed, &ed.data.test, &test_idx)?;
-    if let Some(dump) = ed.dump {
-        dump.eval(row_task, &test_feats, &test_labels)?;
+    if let (Some(dump), EvalPoint::AfterTask(t)) = (ed.dump, point) {
+        dump.eval(t, &test_feats, &test_labels)?;
     }
-    let seen = if row_task == usize::MAX {
-        0
-    } else {
-        row_task + 1
-    };
+    let seen = point.tasks_seen();
     let mut out = Vec::new();
     let needs_bank = protocols
         .iter()

@@ -12,7 +12,7 @@
 use crate::config::{ExperimentConfig, StrategyKind, TeacherBn};
 use crate::distill::{build_distiller, DistillParams, Distiller};
 use crate::error::CoreError;
-use crate::eval::{self, EvalContext, Protocol};
+use crate::eval::{self, EvalContext, EvalPoint, Protocol};
 use crate::events::{Event, EventSink, TermValue};
 use crate::lock::RunLock;
 use crate::method::{build_method, MethodParams, SslMethod};
@@ -748,12 +748,10 @@ impl<'a> Trainer<'a> {
     }
 
     fn evaluate(&mut self, t: usize, sink: &mut dyn EventSink) -> Result<(), CoreError> {
-        let row_task = if self.cfg.strategy == StrategyKind::Joint {
-            self.stream.num_tasks() - 1
-        } else if self.cfg.strategy == StrategyKind::Random {
-            usize::MAX
-        } else {
-            t
+        let point = match self.cfg.strategy {
+            StrategyKind::Joint => EvalPoint::AfterTask(self.stream.num_tasks() - 1),
+            StrategyKind::Random => EvalPoint::BeforeTraining,
+            _ => EvalPoint::AfterTask(t),
         };
         let ed = EvalContext {
             data: &self.data,
@@ -761,9 +759,9 @@ impl<'a> Trainer<'a> {
             online: &self.online,
             device: &self.opts.device,
             cfg: &self.cfg,
-            dump: self.dump.as_ref().filter(|_| row_task != usize::MAX),
+            dump: self.dump.as_ref(),
         };
-        let rows = eval::evaluate_after(&ed, row_task, &self.protocols())?;
+        let rows = eval::evaluate_after(&ed, point, &self.protocols())?;
         for (p, row) in rows {
             self.log_json(&serde_json::json!({"event": "eval", "after_task": t, "protocol": p.name(), "row": row}))?;
             sink.event(&Event::Eval {
