@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch cross-check of kaizen-rs backbones (issue 4): the same images must give the same eval features.
+"""PyTorch cross-check of kaizen-rs backbones: the same images must give the same eval features.
 
 Needs the PyTorch venv (torch + safetensors): ~/.venv-torch/bin/python scripts/compare_features.py [--width 16 ...]
 and a built binary (cargo build --release -p kaizen-cli). For every width it checks both directions:

@@ -1,4 +1,4 @@
-//! Criterion bench group `kernels` (issue 7): the fast CPU kernels of `kaizen_models::ops` next to
+//! Criterion bench group `kernels`: the fast CPU kernels of `kaizen_models::ops` next to
 //! the candle compositions they replace (`reference_*`), on ResNet-18 CIFAR layer shapes.
 //!
 //! Run: `cargo bench -p kaizen-benches --bench kernels` (add `-- conv` etc. to filter).

@@ -1,4 +1,4 @@
-//! `kaizen bench` (issue 7): times training steps doing exactly the work per step of
+//! `kaizen bench`: times training steps doing exactly the work per step of
 //! `../shared/tools/torch_reference.py` (see its docstring), on seeded random CIFAR-shaped inputs.
 //!
 //! - `supervised`: ResNet-18 (train-mode BN) -> linear head -> cross-entropy -> backward ->

@@ -1,7 +1,7 @@
 //! Compute kernels the models call: convolution, batch normalisation and a fused SGD update.
 //!
 //! Every layer of the model zoo goes through these functions. On the CPU with f32 tensors they run
-//! the fast kernels of issue 7 (candle custom ops with their own backward): an im2col/col2im + gemm
+//! the fast CPU kernels (candle custom ops with their own backward): an im2col/col2im + gemm
 //! convolution with a fixed-width im2col for the ResNet plane sizes ([`conv2d`]), a fused training-mode batch norm
 //! with optional ReLU ([`batch_norm_train`]) and a fused no-grad eval batch norm ([`batch_norm_eval`]). On other
 //! devices or dtypes they fall back to the `reference_*` compositions of candle ops, which are also
