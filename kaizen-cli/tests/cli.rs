@@ -65,11 +65,18 @@ fn s(p: &Path) -> &str {
         .unwrap_or_else(|| panic!("non-UTF-8 path {}", p.display()))
 }
 
+/// The arguments of `kaizen run --preset smoke --out DIR --quiet`, then `extra`.
+fn smoke_run<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--preset", "smoke", "--out", s(dir), "--quiet"];
+    v.extend_from_slice(extra);
+    v
+}
+
 #[test]
 fn smoke_run_writes_the_whole_run_directory() {
     let t = tmp();
     let dir = t.path().join("run");
-    ok(&["run", "--preset", "smoke", "--out", s(&dir), "--quiet"]);
+    ok(&smoke_run(&dir, &[]));
     for f in [
         "manifest.json",
         "config.toml",
@@ -187,19 +194,10 @@ fn summary_of(dir: &Path) -> String {
 fn interrupted_and_resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
     let t = tmp();
     let full = t.path().join("full");
-    ok(&["run", "--preset", "smoke", "--out", s(&full), "--quiet"]);
+    ok(&smoke_run(&full, &[]));
     // stop in the middle of task 0's epoch, then in task 1 (with the frozen model), then finish
     let cut = t.path().join("cut");
-    stopped(&[
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&cut),
-        "--quiet",
-        "--stop-after-steps",
-        "1",
-    ]);
+    stopped(&smoke_run(&cut, &["--stop-after-steps", "1"]));
     assert!(!cut.join("summary.json").exists());
     stopped(&["resume", s(&cut), "--quiet", "--stop-after-steps", "3"]);
     assert!(!cut.join("summary.json").exists());
@@ -211,28 +209,10 @@ fn interrupted_and_resumed_runs_match_an_uninterrupted_run_bit_for_bit() {
 fn a_killed_run_resumes_to_the_same_result() {
     let t = tmp();
     let full = t.path().join("full");
-    ok(&[
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&full),
-        "--quiet",
-        "--set",
-        "train.checkpoint_every=1",
-    ]);
+    ok(&smoke_run(&full, &["--set", "train.checkpoint_every=1"]));
     let killed = t.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .args([
-            "run",
-            "--preset",
-            "smoke",
-            "--out",
-            s(&killed),
-            "--quiet",
-            "--set",
-            "train.checkpoint_every=1",
-        ])
+        .args(smoke_run(&killed, &["--set", "train.checkpoint_every=1"]))
         .env("RAYON_NUM_THREADS", "2")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -311,16 +291,7 @@ fn one_process_at_a_time_writes_a_run_directory() {
             .spawn()
             .expect("spawn kaizen")
     };
-    let run = [
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&dir),
-        "--quiet",
-        "--set",
-        "train.epochs=4",
-    ];
+    let run = smoke_run(&dir, &["--set", "train.epochs=4"]);
     // Two runs started at the same instant: one trains, the other is refused and writes nothing.
     let (a, b) = (spawn(&run), spawn(&run));
     let (a, b) = (
@@ -370,20 +341,17 @@ fn one_process_at_a_time_writes_a_run_directory() {
 fn a_diverged_run_keeps_its_last_finite_checkpoint() {
     let t = tmp();
     let dir = t.path().join("run");
-    let args = [
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&dir),
-        "--quiet",
-        "--set",
-        "train.lr=1e18",
-        "--set",
-        "train.epochs=30",
-        "--set",
-        "train.checkpoint_every=1",
-    ];
+    let args = smoke_run(
+        &dir,
+        &[
+            "--set",
+            "train.lr=1e18",
+            "--set",
+            "train.epochs=30",
+            "--set",
+            "train.checkpoint_every=1",
+        ],
+    );
     fails_with(&args, "lower learning rate");
     let latest = dir.join("checkpoints/latest.safetensors");
     let tensors = candle_core::safetensors::load(&latest, &candle_core::Device::Cpu)
@@ -405,20 +373,11 @@ fn a_diverged_run_keeps_its_last_finite_checkpoint() {
 fn resume_falls_back_to_the_newest_intact_checkpoint() {
     let t = tmp();
     let full = t.path().join("full");
-    ok(&["run", "--preset", "smoke", "--out", s(&full), "--quiet"]);
+    ok(&smoke_run(&full, &[]));
     for damage in ["delete", "truncate"] {
         // Stopped in task 1: task_0.safetensors and latest.safetensors exist.
         let dir = t.path().join(damage);
-        stopped(&[
-            "run",
-            "--preset",
-            "smoke",
-            "--out",
-            s(&dir),
-            "--quiet",
-            "--stop-after-steps",
-            "3",
-        ]);
+        stopped(&smoke_run(&dir, &["--stop-after-steps", "3"]));
         let latest = dir.join("checkpoints/latest.safetensors");
         assert!(dir.join("checkpoints/task_0.safetensors").exists());
         if damage == "delete" {
@@ -447,16 +406,10 @@ fn resume_falls_back_to_the_newest_intact_checkpoint() {
 #[test]
 fn runs_without_labels_are_warned_about() {
     let t = tmp();
-    let o = ok(&[
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&t.path().join("run")),
-        "--quiet",
-        "--set",
-        "data.label_fraction=0",
-    ]);
+    let o = ok(&smoke_run(
+        &t.path().join("run"),
+        &["--set", "data.label_fraction=0"],
+    ));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("warning: data.label_fraction = 0"), "{err}");
     assert!(read(&t.path().join("run/metrics.jsonl")).contains("\"event\":\"warning\""));
@@ -466,16 +419,10 @@ fn runs_without_labels_are_warned_about() {
 fn compare_writes_a_comparison_with_transfer_metrics() {
     let t = tmp();
     let dir = t.path().join("cmp");
-    ok(&[
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&dir),
-        "--quiet",
-        "--compare",
-        "random,joint,kaizen,finetune",
-    ]);
+    ok(&smoke_run(
+        &dir,
+        &["--compare", "random,joint,kaizen,finetune"],
+    ));
     let v: serde_json::Value =
         serde_json::from_str(&read(&dir.join("comparison.json"))).expect("comparison JSON");
     let text = v.to_string();
@@ -492,20 +439,17 @@ fn compare_writes_a_comparison_with_transfer_metrics() {
 fn seeds_write_mean_and_std_over_seeds_and_a_rerun_skips_finished_runs() {
     let t = tmp();
     let dir = t.path().join("seeds");
-    let args = [
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&dir),
-        "--quiet",
-        "--compare",
-        "kaizen,finetune",
-        "--seeds",
-        "3,4",
-        "--set",
-        "eval.linear=false",
-    ];
+    let args = smoke_run(
+        &dir,
+        &[
+            "--compare",
+            "kaizen,finetune",
+            "--seeds",
+            "3,4",
+            "--set",
+            "eval.linear=false",
+        ],
+    );
     ok(&args);
     let v: serde_json::Value =
         serde_json::from_str(&read(&dir.join("comparison.json"))).expect("comparison JSON");
@@ -584,31 +528,13 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     );
     // a run whose config was changed after its checkpoints were written
     let dir = t.path().join("run");
-    stopped(&[
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&dir),
-        "--quiet",
-        "--stop-after-steps",
-        "1",
-    ]);
+    stopped(&smoke_run(&dir, &["--stop-after-steps", "1"]));
     let cfg = read(&dir.join("config.toml")).replace("width = 2", "width = 4");
     std::fs::write(dir.join("config.toml"), cfg).expect("write config");
     fails_with(&["resume", s(&dir)], "model.width: 2 -> 4");
     // a corrupt checkpoint
     let dir2 = t.path().join("run2");
-    stopped(&[
-        "run",
-        "--preset",
-        "smoke",
-        "--out",
-        s(&dir2),
-        "--quiet",
-        "--stop-after-steps",
-        "1",
-    ]);
+    stopped(&smoke_run(&dir2, &["--stop-after-steps", "1"]));
     let ck = dir2.join("checkpoints/latest.safetensors");
     let bytes = std::fs::read(&ck).expect("read checkpoint");
     std::fs::write(&ck, &bytes[..bytes.len() / 2]).expect("truncate");
