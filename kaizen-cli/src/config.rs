@@ -127,26 +127,27 @@ impl Resolver {
     }
 }
 
+/// `path.key`, or `key` at the top level.
+fn dotted(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
 fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Result<()> {
     let (Value::Table(l), Value::Table(d)) = (layer, defaults) else {
         return Ok(());
     };
     for (k, v) in l {
-        let full = if path.is_empty() {
-            k.clone()
-        } else {
-            format!("{path}.{k}")
-        };
+        let full = dotted(path, k);
         match d.get(k) {
             None => {
                 let mut valid: Vec<String> = d
                     .iter()
                     .map(|(name, val)| {
-                        let name = if path.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{path}.{name}")
-                        };
+                        let name = dotted(path, name);
                         if val.is_table() {
                             format!("{name}.*")
                         } else {
@@ -204,11 +205,7 @@ fn culprit(tree: &Value, defaults: &Value) -> Option<String> {
 fn changed_leaves(tree: &Value, defaults: &Value, path: &str, out: &mut Vec<String>) {
     if let (Value::Table(t), Value::Table(d)) = (tree, defaults) {
         for (k, v) in t {
-            let full = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
+            let full = dotted(path, k);
             match d.get(k) {
                 Some(dv) if dv.is_table() => changed_leaves(v, dv, &full, out),
                 Some(dv) if dv == v => {}
