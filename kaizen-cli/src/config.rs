@@ -5,7 +5,7 @@
 //! valid keys at that level.
 
 use anyhow::{bail, Context, Result};
-use kaizen_core::config::ExperimentConfig;
+use kaizen_core::config::{dotted_key, ExperimentConfig};
 use serde::Deserialize;
 use toml::Value;
 
@@ -127,27 +127,18 @@ impl Resolver {
     }
 }
 
-/// `path.key`, or `key` at the top level.
-fn dotted(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
-}
-
 fn check_keys(layer: &Value, defaults: &Value, path: &str, source: &str) -> Result<()> {
     let (Value::Table(l), Value::Table(d)) = (layer, defaults) else {
         return Ok(());
     };
     for (k, v) in l {
-        let full = dotted(path, k);
+        let full = dotted_key(path, k);
         match d.get(k) {
             None => {
                 let mut valid: Vec<String> = d
                     .iter()
                     .map(|(name, val)| {
-                        let name = dotted(path, name);
+                        let name = dotted_key(path, name);
                         if val.is_table() {
                             format!("{name}.*")
                         } else {
@@ -205,7 +196,7 @@ fn culprit(tree: &Value, defaults: &Value) -> Option<String> {
 fn changed_leaves(tree: &Value, defaults: &Value, path: &str, out: &mut Vec<String>) {
     if let (Value::Table(t), Value::Table(d)) = (tree, defaults) {
         for (k, v) in t {
-            let full = dotted(path, k);
+            let full = dotted_key(path, k);
             match d.get(k) {
                 Some(dv) if dv.is_table() => changed_leaves(v, dv, &full, out),
                 Some(dv) if dv == v => {}

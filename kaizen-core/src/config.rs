@@ -276,6 +276,15 @@ pub struct EvalConfig {
     pub bank_per_class: usize,
 }
 
+/// A config key under `path` in dotted form: `path.key`, or `key` at the top level (`path` empty).
+pub fn dotted_key(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
 impl Default for ExperimentConfig {
     fn default() -> Self {
         Self {

@@ -242,11 +242,7 @@ fn config_differences(
         (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let full = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let full = crate::config::dotted_key(path, k);
                 let null = serde_json::Value::Null;
                 config_differences(
                     x.get(k).unwrap_or(&null),
