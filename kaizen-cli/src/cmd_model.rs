@@ -96,10 +96,11 @@ pub struct InitModelArgs {
 /// The checkpoint a `--checkpoint` argument names: the file itself, or for a run directory its newest checkpoint
 /// (`checkpoints/latest.safetensors`: the final model once the run has finished).
 fn resolve_checkpoint(path: &Path) -> Result<PathBuf> {
+    use kaizen_core::run_dir::files;
     if !path.is_dir() {
         return Ok(path.to_path_buf());
     }
-    let latest = path.join("checkpoints").join("latest.safetensors");
+    let latest = path.join(files::CHECKPOINTS).join(files::LATEST);
     if !latest.is_file() {
         bail!(
             "{} is a folder without checkpoints/latest.safetensors: give a checkpoint file or a kaizen run directory",
