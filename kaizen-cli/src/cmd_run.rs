@@ -452,7 +452,7 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 fn print_summary(dir: &Path) -> Result<()> {
-    let path = dir.join("summary.json");
+    let path = dir.join(train::files::SUMMARY);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let v: serde_json::Value =
