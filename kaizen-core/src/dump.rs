@@ -24,13 +24,6 @@ pub struct FeatureDump {
     dir: PathBuf,
 }
 
-fn io(path: &Path, e: std::io::Error) -> CoreError {
-    CoreError::Io {
-        path: path.to_path_buf(),
-        error: e,
-    }
-}
-
 fn f32_bytes(t: &Tensor, out: &mut Vec<u8>) -> Result<(), CoreError> {
     for v in t
         .flatten_all()?
@@ -51,10 +44,10 @@ impl FeatureDump {
                 dir.display()
             )));
         }
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
         let p = dir.join("tasks.json");
         let text = serde_json::to_string(tasks).map_err(|e| CoreError::Invalid(e.to_string()))?;
-        std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+        std::fs::write(&p, text).map_err(|e| CoreError::io(&p, e))?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })
@@ -79,8 +72,8 @@ impl FeatureDump {
             .create(true)
             .append(true)
             .open(&bin)
-            .map_err(|e| io(&bin, e))?;
-        f.write_all(&bytes).map_err(|e| io(&bin, e))?;
+            .map_err(|e| CoreError::io(&bin, e))?;
+        f.write_all(&bytes).map_err(|e| CoreError::io(&bin, e))?;
         let d = feats.first().map_or(Ok(0), |f| f.dim(1))?;
         let line = serde_json::json!({"task": task, "step": step, "lr": lr, "n": labels.len(), "d": d,
             "k": feats.len(), "offset": offset, "labels": labels});
@@ -89,8 +82,8 @@ impl FeatureDump {
             .create(true)
             .append(true)
             .open(&idx)
-            .map_err(|e| io(&idx, e))?;
-        writeln!(f, "{line}").map_err(|e| io(&idx, e))
+            .map_err(|e| CoreError::io(&idx, e))?;
+        writeln!(f, "{line}").map_err(|e| CoreError::io(&idx, e))
     }
 
     /// Writes the eval-mode test features after `task` and the test labels.
@@ -98,9 +91,9 @@ impl FeatureDump {
         let mut bytes = Vec::new();
         f32_bytes(feats, &mut bytes)?;
         let p = self.dir.join(format!("eval_{task}.bin"));
-        std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
+        std::fs::write(&p, bytes).map_err(|e| CoreError::io(&p, e))?;
         let p = self.dir.join("eval_labels.json");
         let text = serde_json::to_string(labels).map_err(|e| CoreError::Invalid(e.to_string()))?;
-        std::fs::write(&p, text).map_err(|e| io(&p, e))
+        std::fs::write(&p, text).map_err(|e| CoreError::io(&p, e))
     }
 }

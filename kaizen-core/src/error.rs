@@ -135,3 +135,13 @@ pub enum CoreError {
         reason: &'static str,
     },
 }
+
+impl CoreError {
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path, error: std::io::Error) -> Self {
+        CoreError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}

@@ -206,13 +206,6 @@ pub fn evaluate_after(
     Ok(out)
 }
 
-fn io(path: &Path, e: std::io::Error) -> CoreError {
-    CoreError::Io {
-        path: path.to_path_buf(),
-        error: e,
-    }
-}
-
 fn json_text<T: serde::Serialize>(v: &T) -> Result<String, CoreError> {
     serde_json::to_string_pretty(v).map_err(|e| CoreError::Invalid(e.to_string()))
 }
@@ -338,7 +331,7 @@ pub fn compare_run_dirs(dir: &Path, names: &[String]) -> Result<(), CoreError> {
         }
         let run_dir = dir.join(name);
         let mut per_protocol = BTreeMap::new();
-        let entries = std::fs::read_dir(&run_dir).map_err(|e| io(&run_dir, e))?;
+        let entries = std::fs::read_dir(&run_dir).map_err(|e| CoreError::io(&run_dir, e))?;
         let mut files: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         files.sort();
         for path in files {

@@ -21,18 +21,11 @@ pub struct RunLock {
     created_dir: bool,
 }
 
-fn io(path: &Path, e: std::io::Error) -> CoreError {
-    CoreError::Io {
-        path: path.to_path_buf(),
-        error: e,
-    }
-}
-
 impl RunLock {
     /// Lock `dir` (created if absent) for this process; errors naming the holder's pid when another process holds it.
     pub fn acquire(dir: &Path) -> Result<Self, CoreError> {
         let created_dir = !dir.exists();
-        fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        fs::create_dir_all(dir).map_err(|e| CoreError::io(dir, e))?;
         let path = dir.join(LOCK_FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -40,7 +33,7 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| io(&path, e))?;
+            .map_err(|e| CoreError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -58,12 +51,12 @@ impl RunLock {
                     }
                 )));
             }
-            Err(TryLockError::Error(e)) => return Err(io(&path, e)),
+            Err(TryLockError::Error(e)) => return Err(CoreError::io(&path, e)),
         }
-        file.set_len(0).map_err(|e| io(&path, e))?;
-        file.rewind().map_err(|e| io(&path, e))?;
-        writeln!(file, "{}", std::process::id()).map_err(|e| io(&path, e))?;
-        file.flush().map_err(|e| io(&path, e))?;
+        file.set_len(0).map_err(|e| CoreError::io(&path, e))?;
+        file.rewind().map_err(|e| CoreError::io(&path, e))?;
+        writeln!(file, "{}", std::process::id()).map_err(|e| CoreError::io(&path, e))?;
+        file.flush().map_err(|e| CoreError::io(&path, e))?;
         Ok(Self {
             _file: file,
             path,
@@ -87,7 +80,7 @@ pub fn has_content(dir: &Path) -> Result<bool, CoreError> {
     match fs::read_dir(dir) {
         Ok(entries) => {
             for e in entries {
-                let e = e.map_err(|e| io(dir, e))?;
+                let e = e.map_err(|e| CoreError::io(dir, e))?;
                 if e.file_name() != LOCK_FILE {
                     return Ok(true);
                 }
@@ -95,6 +88,6 @@ pub fn has_content(dir: &Path) -> Result<bool, CoreError> {
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io(dir, e)),
+        Err(e) => Err(CoreError::io(dir, e)),
     }
 }

@@ -144,7 +144,8 @@ pub fn start(
             return Err(e);
         }
     };
-    fs::create_dir_all(opts.dir.join(files::CHECKPOINTS)).map_err(|e| io_err(&opts.dir, e))?;
+    fs::create_dir_all(opts.dir.join(files::CHECKPOINTS))
+        .map_err(|e| CoreError::io(&opts.dir, e))?;
     write_atomic(&opts.dir.join(files::CONFIG), text.as_bytes())?;
     t.write_manifest(false)?;
     let status = t.run(sink, false);
@@ -262,11 +263,11 @@ fn task_checkpoints(ckdir: &Path) -> Result<Vec<PathBuf>, CoreError> {
     let entries = match fs::read_dir(ckdir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err(ckdir, e)),
+        Err(e) => return Err(CoreError::io(ckdir, e)),
     };
     let mut found: Vec<(usize, PathBuf)> = Vec::new();
     for e in entries {
-        let path = e.map_err(|e| io_err(ckdir, e))?.path();
+        let path = e.map_err(|e| CoreError::io(ckdir, e))?.path();
         let task = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -924,7 +925,7 @@ impl<'a> Trainer<'a> {
     fn write_manifest(&self, finished: bool) -> Result<(), CoreError> {
         let path = self.opts.dir.join(files::MANIFEST);
         let mut m: serde_json::Value = if path.exists() {
-            let text = fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+            let text = fs::read_to_string(&path).map_err(|e| CoreError::io(&path, e))?;
             serde_json::from_str(&text)
                 .map_err(|e| CoreError::Invalid(format!("{}: {e}", path.display())))?
         } else {
@@ -970,14 +971,14 @@ impl<'a> Trainer<'a> {
                 .create(true)
                 .append(true)
                 .open(&path)
-                .map_err(|e| io_err(&path, e))?;
+                .map_err(|e| CoreError::io(&path, e))?;
             self.log = Some(f);
         }
         let Some(log) = self.log.as_mut() else {
             return Ok(());
         };
-        writeln!(log, "{v}").map_err(|e| io_err(&path, e))?;
-        log.flush().map_err(|e| io_err(&path, e))
+        writeln!(log, "{v}").map_err(|e| CoreError::io(&path, e))?;
+        log.flush().map_err(|e| CoreError::io(&path, e))
     }
 }
 
@@ -1039,11 +1040,4 @@ fn prefetch(
         }
     });
     rx.into_iter()
-}
-
-fn io_err(path: &Path, e: std::io::Error) -> CoreError {
-    CoreError::Io {
-        path: path.to_path_buf(),
-        error: e,
-    }
 }
