@@ -3,21 +3,27 @@
 //!
 //! - `supervised`: ResNet-18 (train-mode BN) -> linear head -> cross-entropy -> backward ->
 //!   SGD(momentum 0.9, weight decay 5e-4) step.
-//! - `kaizen`: one Kaizen/BYOL step on two views: online backbone + projector + predictor; momentum
-//!   target (backbone + projector, train-mode BN, no grad); frozen previous backbone + projector +
-//!   classifier (eval mode, no grad); distillation predictor; classifier MLP on detached features
-//!   with cross-entropy + soft cross-entropy against the frozen classifier; sum, backward, SGD step,
-//!   EMA update of the target (tau 0.99).
-use std::collections::HashMap;
+//! - `kaizen`: the trainer's own Kaizen/BYOL step ([`kaizen_core::step`], built by
+//!   [`kaizen_core::RunModels`]) on two views: online backbone + projector + predictor; momentum target
+//!   (backbone + projector, no grad); frozen previous backbone + projector + classifier (running
+//!   statistics, no grad); distillation predictor; classifier on detached features with cross-entropy +
+//!   soft cross-entropy against the frozen classifier; weighted sum, backward, SGD step, EMA update of the
+//!   target (tau 0.99). See [`kaizen_config`] for where it differs from the reference script.
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use clap::{Args, ValueEnum};
+use kaizen_core::config::{CeClasses, ExperimentConfig, OptimizerName, TeacherBn};
+use kaizen_core::network::Frozen;
+use kaizen_core::optim::build_optimizer;
+use kaizen_core::step::{self, StepPosition, StepSettings};
+use kaizen_core::terms::StepBatch;
+use kaizen_core::{Registry, RunModels};
 use kaizen_models::linear::Linear;
 use kaizen_models::optim::{OptimConfig, Optimizer, OptimizerKind, ParamGroup};
-use kaizen_models::{ema, frozen, init, ops, params, BnMode, Mlp, MlpConfig, ResNet, ResNetConfig};
+use kaizen_models::{init, ops, params, BnMode, ResNet, ResNetConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -54,8 +60,9 @@ pub struct BenchArgs {
     /// Use candle's own conv / batch-norm compositions instead of the fast kernels (A/B comparison).
     #[arg(long)]
     reference_kernels: bool,
-    /// Update the parameters with the fused in-place SGD kernel (`ops::sgd_momentum_update`) instead
-    /// of `kaizen_models::optim::Optimizer` (same arithmetic; shows what the fused update saves).
+    /// Supervised mode: update the parameters with the fused in-place SGD kernel (`ops::sgd_momentum_update`)
+    /// instead of `kaizen_models::optim::Optimizer` (same arithmetic; shows what the fused update saves).
+    /// The Kaizen mode always uses the trainer's optimiser.
     #[arg(long)]
     fused_sgd: bool,
     /// Print one JSON object instead of text.
@@ -74,23 +81,6 @@ fn uniform(rng: &mut ChaCha8Rng, dims: &[usize], dev: &Device) -> Result<Tensor>
     let n: usize = dims.iter().product();
     let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
     Ok(Tensor::from_vec(v, dims, dev)?)
-}
-
-/// `2 - 2 * mean_i cos(p_i, z_i)` with `z` detached (BYOL loss).
-fn byol(p: &Tensor, z: &Tensor) -> candle_core::Result<Tensor> {
-    let z = z.detach();
-    let eps = 1e-8;
-    let pn = p.broadcast_div(&(p.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + eps)?)?;
-    let zn = z.broadcast_div(&(z.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + eps)?)?;
-    let cos = (pn * zn)?.sum(D::Minus1)?.mean_all()?;
-    (cos * -2.0)? + 2.0
-}
-
-/// `-mean_i sum_c softmax(target)_ic * log_softmax(logits)_ic`.
-fn soft_ce(logits: &Tensor, target_logits: &Tensor) -> candle_core::Result<Tensor> {
-    let p = candle_nn::ops::softmax_last_dim(&target_logits.detach())?;
-    let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    (p * lp)?.sum(D::Minus1)?.mean_all()?.neg()
 }
 
 /// The parameter update of a bench step: the project's optimiser or the fused kernel.
@@ -159,12 +149,6 @@ fn sgd(vm: &VarMap, prefixes: &[&str]) -> Optimizer {
     Optimizer::new(cfg, vec![group])
 }
 
-/// A model built from plain-tensor copies of `prefix` in `vm` (the frozen previous-task model).
-fn frozen_vb(vm: &VarMap, prefix: &str, dev: &Device) -> Result<VarBuilder<'static>> {
-    let snap: HashMap<String, Tensor> = frozen::snapshot(vm, prefix)?;
-    Ok(VarBuilder::from_tensors(snap, DType::F32, dev))
-}
-
 /// One step: returns the loss and the time of its phases [forward, backward, optimiser, EMA] in ms.
 type StepFn = Box<dyn FnMut() -> Result<(f32, [f64; 4])>>;
 
@@ -207,82 +191,87 @@ fn labels(a: &BenchArgs, dev: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(y, a.batch, dev)?)
 }
 
+/// The Kaizen step of the trainer itself ([`kaizen_core::step`]), on a config with the reference script's
+/// sizes: BYOL, projector 4096-256, predictor 4096, distillation predictor 2048, classifier hidden 1000,
+/// SGD (lr 0.05, momentum 0.9, weight decay 5e-4), EMA tau 0.99, frozen model with running statistics.
+/// Where it differs from torch_reference.py it follows the trainer: both classifier terms on both views
+/// (the reference: view 1), the classifier Linear-ReLU-Linear behind a standardising BN (the reference:
+/// Linear-BN-ReLU-Linear), no weight decay on the classifier, biases and norms.
+fn kaizen_config(a: &BenchArgs) -> ExperimentConfig {
+    let mut cfg = ExperimentConfig::default();
+    cfg.seed = SEED;
+    cfg.method = "byol".into();
+    cfg.strategy = "kaizen".into();
+    let m = &mut cfg.model;
+    (m.width, m.proj_hidden, m.proj_out) = (a.width, 4096, 256);
+    (m.pred_hidden, m.distill_hidden, m.classifier_hidden) = (4096, 2048, 1000);
+    let t = &mut cfg.train;
+    t.optimizer = OptimizerName::Sgd;
+    (t.lr, t.classifier_lr, t.momentum, t.weight_decay) = (LR, LR, MOMENTUM, WEIGHT_DECAY);
+    (t.base_tau, t.final_tau) = (TAU, TAU);
+    t.teacher_bn = TeacherBn::Eval;
+    cfg.loss.ce_classes = CeClasses::All;
+    cfg
+}
+
 fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
-    let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, dev);
-    let cfg = ResNetConfig {
-        width: a.width,
-        ..ResNetConfig::default()
-    };
-    let f = cfg.out_dim();
-    let proj_cfg = MlpConfig::projector(f, 4096, 256);
-    let pred_cfg = MlpConfig::projector(256, 4096, 256);
-    let dist_cfg = MlpConfig::projector(256, 2048, 256);
-    let cls_cfg = MlpConfig::projector(f, 1000, a.classes);
-    let backbone = ResNet::new(&cfg, vb.pp("backbone"))?;
-    let projector = Mlp::new(&proj_cfg, vb.pp("projector"))?;
-    let predictor = Mlp::new(&pred_cfg, vb.pp("predictor"))?;
-    let distill = Mlp::new(&dist_cfg, vb.pp("distill"))?;
-    let classifier = Mlp::new(&cls_cfg, vb.pp("classifier"))?;
-    init::init_vars(&vm, SEED)?;
-    // Momentum target: its own VarMap, initialised as a copy of the online backbone + projector.
-    let tvm = VarMap::new();
-    let tvb = VarBuilder::from_varmap(&tvm, DType::F32, dev);
-    let t_backbone = ResNet::new(&cfg, tvb.pp("backbone"))?;
-    let t_projector = Mlp::new(&proj_cfg, tvb.pp("projector"))?;
-    let pairs = vec![
-        ("backbone.".to_string(), "backbone.".to_string()),
-        ("projector.".to_string(), "projector.".to_string()),
-    ];
-    ema::copy_into(&tvm, &vm, &pairs)?;
-    // Frozen previous-task model: plain tensors, eval mode.
-    let f_backbone = ResNet::new(&cfg, frozen_vb(&vm, "backbone.", dev)?)?;
-    let f_projector = Mlp::new(&proj_cfg, frozen_vb(&vm, "projector.", dev)?)?;
-    let f_classifier = Mlp::new(&cls_cfg, frozen_vb(&vm, "classifier.", dev)?)?;
-    let prefixes = [
-        "backbone.",
-        "projector.",
-        "predictor.",
-        "distill.",
-        "classifier.",
-    ];
-    let mut opt = Sgd::new(&vm, &prefixes, a.fused_sgd)?;
+    let cfg = kaizen_config(a);
+    let mut parts = RunModels::build(&Registry::builtin(), &cfg, 3, a.classes, dev)?;
+    let frozen = Frozen::snapshot(&parts.online, &parts.spec, BnMode::Eval, dev)?;
+    let mut opt = build_optimizer(&cfg.train, &parts.online);
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let x1 = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
     let x2 = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
-    let y = labels(a, dev)?;
-    let tr = BnMode::Train;
+    let y = labels(a, dev)?.to_dtype(DType::I64)?;
+    let seen = vec![true; a.classes];
+    // Tau stays 0.99 (base = final); a long horizon keeps the schedule position irrelevant.
+    let total_steps = a.warmup + a.steps + 1;
+    let mut k = 0;
     Ok(Box::new(move || {
+        let settings = StepSettings {
+            seen: &seen,
+            classifier_detach: true,
+        };
+        let batch = StepBatch {
+            view1: &x1,
+            view2: &x2,
+            labels: &y,
+        };
+        let pos = StepPosition {
+            task: 1,
+            step_in_task: k,
+            total_steps,
+            lr: LR,
+        };
+        k += 1;
         let mut t = Instant::now();
-        let (f1, f2) = (backbone.forward(&x1, tr)?, backbone.forward(&x2, tr)?);
-        let (z1, z2) = (projector.forward(&f1, tr)?, projector.forward(&f2, tr)?);
-        let (p1, p2) = (predictor.forward(&z1, tr)?, predictor.forward(&z2, tr)?);
-        let t1 = t_projector
-            .forward(&t_backbone.forward(&x1, tr)?, tr)?
-            .detach();
-        let t2 = t_projector
-            .forward(&t_backbone.forward(&x2, tr)?, tr)?
-            .detach();
-        let g1 = f_backbone.forward(&x1, BnMode::Eval)?;
-        let g2 = f_backbone.forward(&x2, BnMode::Eval)?;
-        let o1 = f_projector.forward(&g1, BnMode::Eval)?;
-        let o2 = f_projector.forward(&g2, BnMode::Eval)?;
-        let old_logits = f_classifier.forward(&g1, BnMode::Eval)?;
-        let ssl = (byol(&p1, &t2)? + byol(&p2, &t1)?)?;
-        let dist =
-            (byol(&distill.forward(&z1, tr)?, &o1)? + byol(&distill.forward(&z2, tr)?, &o2)?)?;
-        let logits = classifier.forward(&f1.detach(), tr)?;
-        let ce = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let loss = (((ssl + dist)? + ce)? + soft_ce(&logits, &old_logits)?)?;
+        let (models, terms) = parts.step_parts(Some(&frozen));
+        let computed = step::loss_terms(models, terms, &batch, &settings)?;
         let fwd = ms_since(&mut t);
-        let grads = loss.backward()?;
-        let bwd = ms_since(&mut t);
-        opt.step(&grads)?;
-        let loss = loss.to_scalar::<f32>()?;
-        let opt_ms = ms_since(&mut t);
-        ema::ema_update(&tvm, &vm, &pairs, TAU)?;
-        Ok((loss, [fwd, bwd, opt_ms, ms_since(&mut t)]))
+        let (models, _) = parts.step_parts(Some(&frozen));
+        let values = step::apply(&computed, models, Some(&mut opt), pos)?;
+        let loss = values
+            .iter()
+            .find(|v| v.term == "total")
+            .map_or(f32::NAN, |v| v.value as f32);
+        Ok((loss, [fwd, ms_since(&mut t), 0.0, 0.0]))
     }))
+}
+
+/// The median time of each phase of a step, by name: supervised steps time forward / backward / optimizer;
+/// Kaizen steps time the loss terms (forward) and the rest of the trainer's step (backward, optimiser, EMA).
+fn phases_json(mode: BenchMode, median: &dyn Fn(usize) -> f64) -> serde_json::Value {
+    match mode {
+        BenchMode::Supervised => serde_json::json!({
+            "forward": median(0),
+            "backward": median(1),
+            "optimizer": median(2),
+        }),
+        BenchMode::Kaizen => serde_json::json!({
+            "forward": median(0),
+            "backward_optimizer_ema": median(1),
+        }),
+    }
 }
 
 /// Runs `kaizen bench`.
@@ -351,12 +340,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
             "step_ms_median": (med * 100.0).round() / 100.0,
             "step_ms_min": (sorted[0] * 100.0).round() / 100.0,
-            "phase_ms_median": {
-                "forward": phase_median(0),
-                "backward": phase_median(1),
-                "optimizer": phase_median(2),
-                "ema": phase_median(3),
-            },
+            "phase_ms_median": phases_json(a.mode, &phase_median),
             "images_per_s": (ips * 10.0).round() / 10.0,
             "steps_ms": times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
             "final_loss": last_loss,
@@ -365,13 +349,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     } else {
         println!(
             "kaizen-rs ({kernels}) mode={mode} width={} batch={} threads={threads} step_ms_median={med:.2} images_per_s={ips:.1} \
-             (forward {} / backward {} / optimizer {} / ema {} ms)",
+             (ms: {})",
             a.width,
             a.batch,
-            phase_median(0),
-            phase_median(1),
-            phase_median(2),
-            phase_median(3)
+            phases_json(a.mode, &phase_median)
         );
     }
     Ok(())

@@ -4,8 +4,9 @@ use crate::config::{preset_text, Resolver, PRESETS};
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kaizen_core::config::{ExperimentConfig, StrategyKind};
+use kaizen_core::config::ExperimentConfig;
 use kaizen_core::train::{self, RunOptions, RunStatus};
+use kaizen_core::{run_dir, Registry};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,7 +32,7 @@ pub struct RunArgs {
     /// The one seed (class order, labels, replay, augmentation, initialisation, batch order).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Strategy: kaizen, cassle, finetune, joint or random (same as --set strategy=...).
+    /// Strategy: kaizen, cassle, finetune, replay (finetune + labelled replay), joint or random (same as --set strategy=...).
     #[arg(long)]
     pub strategy: Option<String>,
     /// Run several strategies on the same stream and seed, e.g. `kaizen,cassle,finetune`; each goes to
@@ -125,7 +126,7 @@ fn resolve(a: &RunArgs) -> Result<ExperimentConfig> {
         r.set(&format!("seed={s}"), "--seed")?;
     }
     if let Some(s) = &a.strategy {
-        s.parse::<StrategyKind>().map_err(anyhow::Error::msg)?;
+        Registry::builtin().strategy(s)?;
         r.set(&format!("strategy=\"{s}\""), "--strategy")?;
     }
     if let Some(d) = &a.dataset {
@@ -202,19 +203,20 @@ fn stop_flag() -> Result<Arc<AtomicBool>> {
 pub fn run(a: RunArgs) -> Result<()> {
     let cfg = resolve(&a)?;
     if a.print_config {
-        print!("{}", train::config_toml(&cfg)?);
+        print!("{}", run_dir::config_toml(&cfg)?);
         return Ok(());
     }
     let dev = device(&a.device)?;
     let stop = stop_flag()?;
-    let strategies: Vec<StrategyKind> = a
+    let registry = Registry::builtin();
+    let strategies: Vec<String> = a
         .compare
         .iter()
-        .map(|s| s.trim().parse::<StrategyKind>().map_err(anyhow::Error::msg))
+        .map(|s| Ok(registry.strategy(s.trim())?.name().to_string()))
         .collect::<Result<_>>()?;
     let mut seen = std::collections::HashSet::new();
     for s in &strategies {
-        if !seen.insert(*s) {
+        if !seen.insert(s.clone()) {
             bail!("--compare lists `{s}` twice");
         }
     }
@@ -225,7 +227,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     }
     let label = if strategies.is_empty() {
-        cfg.strategy.to_string()
+        cfg.strategy.clone()
     } else {
         "compare".to_string()
     };
@@ -251,11 +253,11 @@ pub fn run(a: RunArgs) -> Result<()> {
         return Ok(());
     }
     let strategies = if strategies.is_empty() {
-        vec![cfg.strategy]
+        vec![cfg.strategy.clone()]
     } else {
         strategies
     };
-    let names: Vec<String> = strategies.iter().map(|s| s.to_string()).collect();
+    let names = strategies.clone();
     let started = Instant::now();
     let plan = Plan {
         strategies: &strategies,
@@ -297,7 +299,7 @@ pub fn run(a: RunArgs) -> Result<()> {
 
 /// The strategies of one `--compare` / `--seeds` invocation and how to run them.
 struct Plan<'a> {
-    strategies: &'a [StrategyKind],
+    strategies: &'a [String],
     device: &'a candle_core::Device,
     stop: &'a Arc<AtomicBool>,
     args: &'a RunArgs,
@@ -309,8 +311,8 @@ impl Plan<'_> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for s in self.strategies {
             let mut c = cfg.clone();
-            c.strategy = *s;
-            let run_dir = dir.join(s.name());
+            c.strategy = s.clone();
+            let run_dir = dir.join(s);
             let opts = options(
                 &run_dir,
                 self.device.clone(),
@@ -334,7 +336,7 @@ impl Plan<'_> {
             }
             eprintln!("   {s} finished in {:.1} s", t0.elapsed().as_secs_f64());
         }
-        let names: Vec<String> = self.strategies.iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = self.strategies.to_vec();
         kaizen_core::eval::compare_run_dirs(dir, &names)?;
         Ok(())
     }
@@ -353,15 +355,15 @@ fn run_or_continue(
     let status = if !occupied {
         train::start(cfg, opts, &mut sink)
     } else {
-        let existing = train::read_config(dir)
+        let existing = run_dir::read_config(dir)
             .with_context(|| format!("{} is not empty and holds no kaizen run", dir.display()))?;
-        if train::config_hash(&existing)? != train::config_hash(&cfg)? {
+        if run_dir::config_hash(&existing)? != run_dir::config_hash(&cfg)? {
             bail!(
                 "{} holds a run of another configuration (see its config.toml): choose another --out",
                 dir.display()
             );
         }
-        if dir.join(train::files::SUMMARY).exists() {
+        if dir.join(run_dir::files::SUMMARY).exists() {
             eprintln!("   already finished: {}", dir.display());
             return Ok(None);
         }
@@ -452,7 +454,7 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 fn print_summary(dir: &Path) -> Result<()> {
-    let path = dir.join(train::files::SUMMARY);
+    let path = dir.join(run_dir::files::SUMMARY);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let v: serde_json::Value =

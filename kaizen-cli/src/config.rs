@@ -122,7 +122,7 @@ impl Resolver {
                 });
             }
         };
-        cfg.validate()?;
+        kaizen_core::Registry::builtin().validate(&cfg)?;
         Ok(cfg)
     }
 }

@@ -507,7 +507,10 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     );
     fails_with(&["run", "--preset", "nope"], "valid presets");
     fails_with(&["run", "--preset", "smoke", "--set", "method=byo"], "byo");
-    fails_with(&["run", "--compare", "kaizen,nope"], "valid strategies");
+    fails_with(
+        &["run", "--compare", "kaizen,nope"],
+        "valid names: kaizen, cassle",
+    );
     // a truncated CIFAR-10 file
     let root = t.path().join("cifar");
     std::fs::create_dir_all(&root).expect("mkdir");

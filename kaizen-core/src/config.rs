@@ -1,88 +1,10 @@
 //! The experiment configuration: one serde tree, every key documented, unknown keys rejected.
 //!
 //! The CLI resolves a preset (or `--config FILE.toml`) plus `--set a.b=v` overrides into this struct,
-//! calls [`ExperimentConfig::validate`], writes the resolved copy into the run directory and only then
+//! calls [`crate::registry::Registry::validate`] (the values here, the names against the registry), writes the resolved copy into the run directory and only then
 //! builds anything from it. Defaults here are the `mini` preset's (the built-in job).
 
-use crate::kinds::{DistillerKind, MethodKind};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
-
-/// Which continual-learning strategy a run trains (baselines differ from Kaizen only in which terms are on).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StrategyKind {
-    /// SSL + feature distillation + classifier CE + classifier distillation, with labelled replay.
-    Kaizen,
-    /// SSL + feature distillation; classifier CE on the available labels, no classifier distillation, no replay.
-    Cassle,
-    /// SSL + classifier CE; no distillation and no replay ("No Distill").
-    Finetune,
-    /// One model trained once on the union of all tasks (upper bound; gives the joint accuracies).
-    Joint,
-    /// An untrained model evaluated per task (the baseline of forward transfer).
-    Random,
-}
-
-impl StrategyKind {
-    /// Every strategy, in the order the help text lists them.
-    pub const ALL: [StrategyKind; 5] = [
-        StrategyKind::Kaizen,
-        StrategyKind::Cassle,
-        StrategyKind::Finetune,
-        StrategyKind::Joint,
-        StrategyKind::Random,
-    ];
-
-    /// The CLI / config name.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrategyKind::Kaizen => "kaizen",
-            StrategyKind::Cassle => "cassle",
-            StrategyKind::Finetune => "finetune",
-            StrategyKind::Joint => "joint",
-            StrategyKind::Random => "random",
-        }
-    }
-
-    /// Whether the strategy distils the frozen previous feature extractor (L_FE^KD).
-    pub fn uses_feature_distill(self) -> bool {
-        matches!(self, StrategyKind::Kaizen | StrategyKind::Cassle)
-    }
-
-    /// Whether the strategy distils the frozen previous classifier (L_C^KD).
-    pub fn uses_classifier_distill(self) -> bool {
-        matches!(self, StrategyKind::Kaizen)
-    }
-
-    /// Whether the strategy keeps a labelled replay memory.
-    pub fn uses_replay(self) -> bool {
-        matches!(self, StrategyKind::Kaizen)
-    }
-}
-
-impl fmt::Display for StrategyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for StrategyKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StrategyKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown strategy `{s}`; valid strategies: {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
 
 /// Which BatchNorm statistics the frozen previous model uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,10 +42,10 @@ pub enum OptimizerName {
 pub struct ExperimentConfig {
     /// The one seed: class order, label choice, replay, augmentation, initialisation and batch order derive from it.
     pub seed: u64,
-    /// `kaizen`, `cassle`, `finetune`, `joint` or `random`.
-    pub strategy: StrategyKind,
-    /// SSL method: `byol`, `simclr`, `mocov2plus`, `vicreg`, `barlow`, `simsiam`.
-    pub method: MethodKind,
+    /// Strategy (a registry name): `kaizen`, `cassle`, `finetune`, `replay`, `joint` or `random`.
+    pub strategy: String,
+    /// SSL method (a registry name): `byol`, `simclr`, `mocov2plus`, `vicreg`, `barlow`, `simsiam`.
+    pub method: String,
     /// Feature distiller: `auto` (the method's paired distiller) or `predictive`, `contrastive`, `predictive_mse`, `decorrelative`.
     pub distiller: String,
     /// Dataset and task stream.
@@ -252,6 +174,16 @@ pub struct LossConfig {
     pub distill_contrastive_temperature: f64,
     /// MoCoV2+ queue size.
     pub queue_size: usize,
+    /// VICReg invariance weight.
+    pub vicreg_sim_weight: f64,
+    /// VICReg variance weight.
+    pub vicreg_var_weight: f64,
+    /// VICReg covariance weight.
+    pub vicreg_cov_weight: f64,
+    /// Barlow Twins off-diagonal weight lambda (the method and the `decorrelative` distiller).
+    pub barlow_lambda: f64,
+    /// Barlow Twins overall scale (the method and the `decorrelative` distiller).
+    pub barlow_scale: f64,
 }
 
 /// Evaluation after every task.
@@ -289,8 +221,8 @@ impl Default for ExperimentConfig {
     fn default() -> Self {
         Self {
             seed: 5,
-            strategy: StrategyKind::Kaizen,
-            method: MethodKind::Byol,
+            strategy: "kaizen".into(),
+            method: "byol".into(),
             distiller: "auto".into(),
             data: DataConfig::default(),
             model: ModelConfig::default(),
@@ -370,6 +302,11 @@ impl Default for LossConfig {
             temperature: -1.0,
             distill_contrastive_temperature: 0.2,
             queue_size: 4096,
+            vicreg_sim_weight: 25.0,
+            vicreg_var_weight: 25.0,
+            vicreg_cov_weight: 1.0,
+            barlow_lambda: 0.0051,
+            barlow_scale: 0.1,
         }
     }
 }
@@ -407,69 +344,9 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl ExperimentConfig {
-    /// The feature distiller this run uses (`auto` resolves to the method's paired distiller).
-    pub fn distiller_kind(&self) -> Result<DistillerKind, ConfigError> {
-        if self.distiller == "auto" {
-            Ok(self.method.default_distiller())
-        } else {
-            self.distiller
-                .parse::<DistillerKind>()
-                .map_err(|e| bad("distiller", format!("{e} (or `auto`)")))
-        }
-    }
-
-    /// Effective weight of L_FE^KD (0 when the strategy does not distil features).
-    pub fn feature_distill_weight(&self) -> Result<f64, ConfigError> {
-        if !self.strategy.uses_feature_distill() {
-            return Ok(0.0);
-        }
-        Ok(if self.loss.feature_distill < 0.0 {
-            self.distiller_kind()?.default_weight()
-        } else {
-            self.loss.feature_distill
-        })
-    }
-
-    /// Effective weight of L_C^KD (0 when the strategy does not distil the classifier).
-    pub fn classifier_distill_weight(&self) -> f64 {
-        if self.strategy.uses_classifier_distill() {
-            self.loss.classifier_distill
-        } else {
-            0.0
-        }
-    }
-
-    /// Temperature of the SSL loss (method default when negative).
-    pub fn ssl_temperature(&self) -> f64 {
-        if self.loss.temperature > 0.0 {
-            self.loss.temperature
-        } else {
-            match self.method {
-                MethodKind::MocoV2Plus => 0.2,
-                _ => 0.1,
-            }
-        }
-    }
-
-    /// Settings that are valid but known to go wrong, as messages for the user (the run goes on).
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        // The official VICReg script: LARS lr 0.3 per 256 images, classifier lr 0.05, weight decay 1e-4.
-        let vicreg_lr = 0.3 * self.train.batch_size as f64 / 256.0;
-        if self.method == MethodKind::VicReg && self.train.lr > 2.0 * vicreg_lr {
-            out.push(format!(
-                "method vicreg with train.lr = {}: the official VICReg recipe uses lr 0.3 per 256 images ({vicreg_lr} \
-                 at batch {}), train.classifier_lr = 0.05 and train.weight_decay = 1e-4; VICReg diverged (NaN at task \
-                 1) with the mini preset's BYOL lr 0.25",
-                self.train.lr, self.train.batch_size
-            ));
-        }
-        out
-    }
-
-    /// Check every value that could make a run fail late or silently wrong.
+    /// Check every value that could make a run fail late or silently wrong (names are checked against a
+    /// registry by [`crate::registry::Registry::validate`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.distiller_kind()?;
         let d = &self.data;
         if d.num_tasks == 0 {
             return Err(bad("data.num_tasks", "must be at least 1"));
@@ -531,6 +408,11 @@ impl ExperimentConfig {
             ("loss.ssl", self.loss.ssl),
             ("loss.classifier_ce", self.loss.classifier_ce),
             ("loss.classifier_distill", self.loss.classifier_distill),
+            ("loss.vicreg_sim_weight", self.loss.vicreg_sim_weight),
+            ("loss.vicreg_var_weight", self.loss.vicreg_var_weight),
+            ("loss.vicreg_cov_weight", self.loss.vicreg_cov_weight),
+            ("loss.barlow_lambda", self.loss.barlow_lambda),
+            ("loss.barlow_scale", self.loss.barlow_scale),
         ] {
             if !v.is_finite() || v < 0.0 {
                 return Err(bad(k, format!("must be a finite number >= 0, got {v}")));
@@ -544,41 +426,9 @@ impl ExperimentConfig {
         {
             return Err(bad("loss.distill_contrastive_temperature", "must be > 0"));
         }
-        if self.method == MethodKind::MocoV2Plus && self.loss.queue_size == 0 {
-            return Err(bad(
-                "loss.queue_size",
-                "MoCoV2+ needs a queue of at least 1 key",
-            ));
-        }
         if self.eval.knn && self.eval.knn_k == 0 {
             return Err(bad("eval.knn_k", "must be at least 1"));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vicreg_at_a_byol_learning_rate_is_warned_about() {
-        let mut cfg = ExperimentConfig::default();
-        cfg.train.batch_size = 64;
-        cfg.train.lr = 0.25;
-        assert!(
-            cfg.warnings().is_empty(),
-            "BYOL at 0.25: {:?}",
-            cfg.warnings()
-        );
-        cfg.method = MethodKind::VicReg;
-        let w = cfg.warnings();
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].contains("train.lr = 0.25") && w[0].contains("0.075 at batch 64"),
-            "{w:?}"
-        );
-        cfg.train.lr = 0.075;
-        assert!(cfg.warnings().is_empty(), "{:?}", cfg.warnings());
     }
 }

@@ -7,7 +7,7 @@
 //! R[j-1][j] measures how well the representation already separates task j (forward transfer), with the
 //! random model's b_j measured the same way. Features come from the backbone in eval mode.
 
-use crate::config::{ExperimentConfig, StrategyKind};
+use crate::config::ExperimentConfig;
 use crate::error::CoreError;
 use crate::network::Online;
 use candle_core::{Device, Tensor};
@@ -210,8 +210,17 @@ fn json_text<T: serde::Serialize>(v: &T) -> Result<String, CoreError> {
     serde_json::to_string_pretty(v).map_err(|e| CoreError::Invalid(e.to_string()))
 }
 
+/// How a finished run's results are written: `single_row` for strategies with one row per protocol, and the
+/// resolved feature distiller's name (for the report).
+pub struct ResultsLayout<'a> {
+    /// One row per protocol ([`crate::strategy::Strategy::single_row`]).
+    pub single_row: bool,
+    /// The feature distiller's name.
+    pub distiller: &'a str,
+}
+
 /// Write `acc_matrix_<protocol>.csv`, `summary.json` and `report.md` (+ plots) for a finished run.
-/// Joint and random runs have one row per protocol: they write `<strategy>_accuracy_<protocol>.csv` (the
+/// Single-row runs (joint, random) have one row per protocol: they write `<strategy>_accuracy_<protocol>.csv` (the
 /// one-line format `kaizen metrics --joint / --random-baseline` reads) and a summary of per-task accuracies.
 pub fn write_results(
     dir: &Path,
@@ -219,9 +228,9 @@ pub fn write_results(
     stream: &TaskStream,
     data: &Dataset,
     matrices: &BTreeMap<String, Vec<Vec<Option<f64>>>>,
+    layout: &ResultsLayout<'_>,
 ) -> Result<(), CoreError> {
-    let single_row = matches!(cfg.strategy, StrategyKind::Joint | StrategyKind::Random);
-    if single_row {
+    if layout.single_row {
         let mut protocols = serde_json::Map::new();
         for (p, rows) in matrices {
             let row = rows.last().cloned().unwrap_or_default();
@@ -294,7 +303,7 @@ pub fn write_results(
         config_text: crate::run_dir::config_toml(cfg)?,
         notes: vec![
             ("method".into(), cfg.method.to_string()),
-            ("distiller".into(), cfg.distiller_kind()?.to_string()),
+            ("distiller".into(), layout.distiller.to_string()),
             ("train images".into(), data.train.len().to_string()),
             ("test images".into(), data.test.len().to_string()),
         ],

@@ -10,20 +10,27 @@
 //! keys of that file.
 #![warn(missing_docs)]
 
+pub mod components;
 pub mod config;
+pub mod data;
 pub mod distill;
 pub mod dump;
 pub mod error;
 pub mod eval;
 pub mod events;
-pub mod kinds;
 pub mod lock;
 pub mod loss;
-pub mod method;
+pub mod methods;
 pub mod network;
+pub mod optim;
 pub mod queue;
+pub mod registry;
 pub mod run_dir;
 pub mod step;
+pub mod strategy;
+pub mod terms;
 pub mod train;
 
+pub use components::RunModels;
 pub use error::CoreError;
+pub use registry::Registry;

@@ -7,7 +7,6 @@
 
 use crate::config::ExperimentConfig;
 use crate::error::CoreError;
-use crate::kinds::MethodKind;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use kaizen_models::{Arch, BnMode, Mlp, MlpConfig, ResNet, ResNetConfig};
@@ -27,6 +26,24 @@ pub mod prefix {
     pub const DISTILL_PREDICTOR: &str = "distill_predictor";
 }
 
+/// Shape of a method's projector: hidden layers (each Linear-BN?-ReLU) before the output layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectorShape {
+    /// Hidden layers (1: Linear-BN-ReLU-Linear).
+    pub hidden_layers: usize,
+    /// BatchNorm after each hidden linear layer.
+    pub batch_norm: bool,
+}
+
+/// The SSL heads a method needs on top of the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heads {
+    /// The projector's shape.
+    pub projector: ProjectorShape,
+    /// Whether a predictor follows the projector (BYOL, SimSiam).
+    pub predictor: bool,
+}
+
 /// Sizes of every part, resolved from the config, the dataset and the method.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NetworkSpec {
@@ -43,9 +60,14 @@ pub struct NetworkSpec {
 }
 
 impl NetworkSpec {
-    /// Resolve the sizes of one run. Projector shapes follow the released scripts per method
-    /// (BN MLP for BYOL/SimSiam/VICReg/Barlow, no BN for SimCLR/MoCoV2+; three layers for VICReg/Barlow/SimSiam).
-    pub fn new(cfg: &ExperimentConfig, in_channels: usize, num_classes: usize) -> Self {
+    /// Resolve the sizes of one run: the config's widths, the method's `heads` (the projector shapes of the
+    /// released scripts, see each method's file), the dataset's channels and classes.
+    pub fn new(
+        cfg: &ExperimentConfig,
+        heads: Heads,
+        in_channels: usize,
+        num_classes: usize,
+    ) -> Self {
         let m = &cfg.model;
         let backbone = ResNetConfig {
             arch: Arch::ResNet18,
@@ -54,28 +76,22 @@ impl NetworkSpec {
             stem_padding: m.stem_padding,
         };
         let feat = 8 * m.width;
-        let (layers, bn) = match cfg.method {
-            MethodKind::Byol => (1, true),
-            MethodKind::SimClr | MethodKind::MocoV2Plus => (1, false),
-            MethodKind::VicReg | MethodKind::Barlow | MethodKind::SimSiam => (2, true),
-        };
         let projector = MlpConfig {
             in_dim: feat,
             hidden: m.proj_hidden,
             out_dim: m.proj_out,
-            hidden_layers: layers,
-            batch_norm: bn,
+            hidden_layers: heads.projector.hidden_layers,
+            batch_norm: heads.projector.batch_norm,
             input_norm: false,
         };
-        let predictor =
-            matches!(cfg.method, MethodKind::Byol | MethodKind::SimSiam).then(|| MlpConfig {
-                in_dim: m.proj_out,
-                hidden: m.pred_hidden,
-                out_dim: m.proj_out,
-                hidden_layers: 1,
-                batch_norm: true,
-                input_norm: false,
-            });
+        let predictor = heads.predictor.then(|| MlpConfig {
+            in_dim: m.proj_out,
+            hidden: m.pred_hidden,
+            out_dim: m.proj_out,
+            hidden_layers: 1,
+            batch_norm: true,
+            input_norm: false,
+        });
         // The official `MultiLayerClassifier`: Linear-ReLU-Linear, no BatchNorm; with `classifier_input_norm`, its
         // input (the detached features) is first standardised.
         let classifier = MlpConfig {

@@ -14,10 +14,11 @@
 use anyhow::Result;
 use candle_core::{DType, Device, D};
 use kaizen_core::config::ExperimentConfig;
-use kaizen_core::distill::{build_distiller, DistillParams};
-use kaizen_core::method::{build_method, MethodParams};
-use kaizen_core::network::{NetworkSpec, Online};
-use kaizen_core::step::{self, StepBatch, StepModels, StepSettings};
+use kaizen_core::data::seen_classes;
+use kaizen_core::optim::build_optimizer;
+use kaizen_core::step::{self, StepSettings};
+use kaizen_core::terms::StepBatch;
+use kaizen_core::{Registry, RunModels};
 use kaizen_data::{eval_batch, load_dataset, ClassOrder, DatasetName, TaskStream};
 use kaizen_metrics::{LinearProbe, LinearProbeConfig};
 use kaizen_models::optim::WarmupCosine;
@@ -40,11 +41,13 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
     let order = vec![1u16, 8, 7, 3, 5, 6, 0, 4, 2, 9];
     cfg.data.class_order = order.clone();
     let stream = TaskStream::new(10, 5, ClassOrder::Explicit(order))?;
-    let spec = NetworkSpec::new(&cfg, data.shape.channels, data.num_classes);
-    let online = Online::new(&spec, cfg.seed, &dev)?;
-    let params = MethodParams::from_config(&cfg);
-    let mut method = build_method(cfg.method, &params, &online, &spec, &dev)?;
-    let distiller = build_distiller(cfg.distiller_kind()?, &DistillParams::default());
+    let mut parts = RunModels::build(
+        &Registry::builtin(),
+        &cfg,
+        data.shape.channels,
+        data.num_classes,
+        &dev,
+    )?;
     let schedule = WarmupCosine {
         base_lr: cfg.train.lr,
         warmup_steps: STEPS_PER_TASK / 5,
@@ -55,8 +58,12 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
     for t in 0..5 {
         // Training images of the task (sorted by class); held-out: the task's test images.
         let train = stream.indices(&data.train, t);
-        let settings = StepSettings::for_task(&cfg, &stream, t)?;
-        let mut opt = step::build_optimizer(&cfg.train, &online);
+        let seen = seen_classes(&stream, 0..t + 1);
+        let settings = StepSettings {
+            seen: &seen,
+            classifier_detach: cfg.train.classifier_detach,
+        };
+        let mut opt = build_optimizer(&cfg.train, &parts.online);
         for s in 0..STEPS_PER_TASK {
             // A deterministic interleaving of the two classes (indices come sorted by class).
             let half = train.len() / 2;
@@ -67,25 +74,20 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
                 })
                 .collect();
             let (x, y) = eval_batch(&data.train, &idx, &data.mean, &data.std, &dev)?;
-            let mut models = StepModels {
-                online: &online,
-                method: method.as_mut(),
-                distiller: distiller.as_ref(),
-                frozen: None,
-            };
             let batch = StepBatch {
                 view1: &x,
                 view2: &x,
                 labels: &y,
             };
-            let terms = step::loss_terms(&mut models, &settings, &batch)?;
+            let (models, terms) = parts.step_parts(None);
+            let terms = step::loss_terms(models, terms, &batch, &settings)?;
             let (total, _) = step::weighted_total(&terms, t, s)?;
             opt.step(&total.backward()?, schedule.lr(s))?;
         }
         let test = stream.indices(&data.test, t);
         let (x, y) = eval_batch(&data.test, &test, &data.mean, &data.std, &dev)?;
-        let h = online.backbone.forward(&x, BnMode::Eval)?;
-        let logits = online.classifier.forward(&h, BnMode::Eval)?;
+        let h = parts.online.backbone.forward(&x, BnMode::Eval)?;
+        let logits = parts.online.classifier.forward(&h, BnMode::Eval)?;
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         let labels = y.to_vec1::<i64>()?;
         let acc = pred
@@ -95,7 +97,10 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
             .count() as f64
             / labels.len() as f64;
         // Hidden units that are zero for every held-out image of the task.
-        let hidden = online.classifier.hidden_activations(&h, BnMode::Eval)?;
+        let hidden = parts
+            .online
+            .classifier
+            .hidden_activations(&h, BnMode::Eval)?;
         let alive = hidden
             .gt(0f32)?
             .to_dtype(DType::F32)?
@@ -105,7 +110,7 @@ fn a_classifier_on_fixed_features_learns_each_task_of_a_stream() -> Result<()> {
         let units = hidden.dim(1)? as f32;
         // What a linear probe (standardised features, 30 epochs) reaches on the same fixed features.
         let (xt, yt) = eval_batch(&data.train, &train, &data.mean, &data.std, &dev)?;
-        let ht = online.backbone.forward(&xt, BnMode::Eval)?;
+        let ht = parts.online.backbone.forward(&xt, BnMode::Eval)?;
         let yt: Vec<u16> = yt.to_vec1::<i64>()?.iter().map(|&v| v as u16).collect();
         let probe = LinearProbe::train(&ht, &yt, 10, &LinearProbeConfig::default())?;
         let probe_acc = probe

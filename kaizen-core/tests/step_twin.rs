@@ -32,11 +32,12 @@
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use kaizen_core::config::{ExperimentConfig, TeacherBn};
-use kaizen_core::distill::{build_distiller, DistillParams};
-use kaizen_core::method::{build_method, MethodParams};
-use kaizen_core::network::{self, Frozen, NetworkSpec, Online};
-use kaizen_core::step::{self, StepBatch, StepModels, StepSettings};
-use kaizen_core::train::build_stream;
+use kaizen_core::data::{build_stream, seen_classes};
+use kaizen_core::network::{self, Frozen};
+use kaizen_core::optim::build_optimizer;
+use kaizen_core::step::{self, StepSettings};
+use kaizen_core::terms::StepBatch;
+use kaizen_core::{Registry, RunModels};
 use kaizen_models::ema::cosine_tau;
 use kaizen_models::optim::WarmupCosine;
 use kaizen_models::BnMode;
@@ -230,7 +231,7 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
         .ok_or_else(|| anyhow!("settings: a case without a name"))?;
     let cfg: ExperimentConfig = serde_json::from_value(case["config"].clone())
         .with_context(|| format!("case {name}: config"))?;
-    cfg.validate()?;
+    Registry::builtin().validate(&cfg)?;
     let channels = usize_at(s, &["batch", "channels"])?;
     let num_classes = usize_at(s, &["num_classes"])?;
     let task = usize_at(s, &["task"])?;
@@ -239,10 +240,9 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
     let device = Device::Cpu;
 
     // Models, as Trainer::new and train_task build them, then overwritten with the fixture's tensors.
-    let spec = NetworkSpec::new(&cfg, channels, num_classes);
-    let online = Online::new(&spec, cfg.seed, &device)?;
+    let mut parts = RunModels::build(&Registry::builtin(), &cfg, channels, num_classes, &device)?;
     let init_online = fx.initial(name, "online");
-    let ours: BTreeSet<String> = network::sorted_tensors(&online.varmap)?
+    let ours: BTreeSet<String> = network::sorted_tensors(&parts.online.varmap)?
         .into_iter()
         .map(|(k, _)| k)
         .collect();
@@ -253,28 +253,20 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
         ours.difference(&theirs).collect::<Vec<_>>(),
         theirs.difference(&ours).collect::<Vec<_>>()
     );
-    network::load_vars(&online.varmap, &init_online, "")?;
-    let params = MethodParams::from_config(&cfg);
-    let mut method = build_method(cfg.method, &params, &online, &spec, &device)?;
+    network::load_vars(&parts.online.varmap, &init_online, "")?;
     let init_target: HashMap<String, Tensor> = fx
         .initial(name, "target")
         .into_iter()
         .map(|(k, t)| (format!("target.{k}"), t))
         .collect();
-    let target_names: BTreeSet<String> = method.state()?.into_iter().map(|(k, _)| k).collect();
+    let target_names: BTreeSet<String> =
+        parts.method.state()?.into_iter().map(|(k, _)| k).collect();
     let fixture_names: BTreeSet<String> = init_target.keys().cloned().collect();
     ensure!(
         target_names == fixture_names,
         "case {name}: target tensor names differ: ours {target_names:?}, fixture {fixture_names:?}"
     );
-    method.load_state(&init_target)?;
-    let distiller = build_distiller(
-        cfg.distiller_kind()?,
-        &DistillParams {
-            temperature: cfg.loss.distill_contrastive_temperature,
-            ..DistillParams::default()
-        },
-    );
+    parts.method.load_state(&init_target)?;
     let frozen_tensors = fx.initial(name, "frozen");
     let frozen_names: BTreeSet<&String> = frozen_tensors.keys().collect();
     let expected_frozen: BTreeSet<&String> = ours
@@ -293,10 +285,14 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
         TeacherBn::Train => BnMode::BatchStats,
         TeacherBn::Eval => BnMode::Eval,
     };
-    let frozen = Frozen::from_tensors(frozen_tensors, &spec, teacher, &device)?;
+    let frozen = Frozen::from_tensors(frozen_tensors, &parts.spec, teacher, &device)?;
     let stream = build_stream(&cfg, num_classes)?;
-    let settings = StepSettings::for_task(&cfg, &stream, task)?;
-    let mut optimizer = step::build_optimizer(&cfg.train, &online);
+    let seen = seen_classes(&stream, 0..task + 1);
+    let settings = StepSettings {
+        seen: &seen,
+        classifier_detach: cfg.train.classifier_detach,
+    };
+    let mut optimizer = build_optimizer(&cfg.train, &parts.online);
     // The schedule of Trainer::train_task.
     let total_steps = spe * cfg.train.epochs;
     let warmup = (cfg.train.warmup_epochs * spe as f64).round() as usize;
@@ -332,21 +328,13 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
         let view2 = fx.get(&format!("batch{k}.view2"))?;
         let labels = fx.get(&format!("batch{k}.labels"))?;
         let terms = {
-            let mut models = StepModels {
-                online: &online,
-                method: method.as_mut(),
-                distiller: distiller.as_ref(),
-                frozen: Some(&frozen),
+            let (models, terms) = parts.step_parts(Some(&frozen));
+            let batch = StepBatch {
+                view1,
+                view2,
+                labels,
             };
-            step::loss_terms(
-                &mut models,
-                &settings,
-                &StepBatch {
-                    view1,
-                    view2,
-                    labels,
-                },
-            )?
+            step::loss_terms(models, terms, &batch, &settings)?
         };
         let (total, _) = step::weighted_total(&terms, task, k)?;
         let mut ours: BTreeMap<String, Tensor> = terms
@@ -370,7 +358,7 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
         let grads = total.backward()?;
         if grad_steps.contains(&k) {
             let mut ours = BTreeMap::new();
-            for (n, var) in kaizen_models::params::trainable(&online.varmap, "") {
+            for (n, var) in kaizen_models::params::trainable(&parts.online.varmap, "") {
                 match grads.get(var.as_tensor()) {
                     Some(g) => {
                         ours.insert(n, g.clone());
@@ -382,15 +370,15 @@ fn run_case(fx: &Fixture, case: &Value, report: &mut Report) -> Result<()> {
             report.snapshot("gradients", &format!("{label} grad"), &ours, &theirs)?;
         }
         optimizer.step(&grads, lr)?;
-        method.after_step(&online, k + 1, total_steps)?;
+        parts.method.after_step(&parts.online, k + 1, total_steps)?;
         if online_steps.contains(&k) {
-            let ours = sorted_map(network::sorted_tensors(&online.varmap)?, "")?;
+            let ours = sorted_map(network::sorted_tensors(&parts.online.varmap)?, "")?;
             let theirs = fx.under(&format!("{pre}.online."));
             let category = format!("online tensors after step {k}");
             report.snapshot(&category, &format!("{label} online"), &ours, &theirs)?;
         }
         if target_steps.contains(&k) {
-            let ours = sorted_map(method.state()?, "target.")?;
+            let ours = sorted_map(parts.method.state()?, "target.")?;
             let theirs = fx.under(&format!("{pre}.target."));
             let category = format!("target tensors after step {k}");
             report.snapshot(&category, &format!("{label} target"), &ours, &theirs)?;

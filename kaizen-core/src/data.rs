@@ -1,0 +1,54 @@
+//! The dataset and the task stream a config describes.
+
+use crate::config::ExperimentConfig;
+use crate::error::CoreError;
+use kaizen_data::{load_dataset, ClassOrder, Dataset, DatasetName, TaskStream};
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Load the built-in dataset a config names (`data.dataset`, `data.data_root`), with the per-class caps
+/// applied ([`apply_caps`]).
+pub fn load_config_dataset(cfg: &ExperimentConfig) -> Result<Dataset, CoreError> {
+    let name: DatasetName = cfg
+        .data
+        .dataset
+        .parse()
+        .map_err(|e| CoreError::Invalid(format!("config key `data.dataset`: {e}")))?;
+    let root = (!cfg.data.data_root.is_empty()).then(|| PathBuf::from(&cfg.data.data_root));
+    Ok(apply_caps(load_dataset(name, root.as_deref())?, cfg))
+}
+
+/// Keep the first `data.train_per_class` / `data.test_per_class` images of each class (0 = all); the
+/// normalisation statistics become those of the training images kept.
+pub fn apply_caps(mut ds: Dataset, cfg: &ExperimentConfig) -> Dataset {
+    if cfg.data.train_per_class > 0 {
+        ds.train = ds.train.cap_per_class(cfg.data.train_per_class);
+        (ds.mean, ds.std) = kaizen_data::dataset::channel_stats(&ds.train);
+    }
+    if cfg.data.test_per_class > 0 {
+        ds.test = ds.test.cap_per_class(cfg.data.test_per_class);
+    }
+    ds
+}
+
+/// The task stream a config describes (`data.num_tasks`; `data.class_order`, or an order drawn from the seed).
+pub fn build_stream(cfg: &ExperimentConfig, num_classes: usize) -> Result<TaskStream, CoreError> {
+    let order = if cfg.data.class_order.is_empty() {
+        ClassOrder::Seeded(cfg.seed)
+    } else {
+        ClassOrder::Explicit(cfg.data.class_order.clone())
+    };
+    Ok(TaskStream::new(num_classes, cfg.data.num_tasks, order)?)
+}
+
+/// `seen[c]`: class c belongs to one of the tasks `0..tasks.end` of the stream (the classes trained so far
+/// when phase `tasks` has been trained).
+pub fn seen_classes(stream: &TaskStream, tasks: Range<usize>) -> Vec<bool> {
+    let mut seen = vec![false; stream.num_classes()];
+    for k in 0..tasks.end.min(stream.num_tasks()) {
+        for &c in stream.task_classes(k) {
+            seen[usize::from(c)] = true;
+        }
+    }
+    seen
+}
