@@ -10,8 +10,9 @@
 //! A file whose size is not a whole number of records (truncated), an empty file, or a label out of range
 //! is an error naming the file.
 
-use crate::dataset::{Dataset, DatasetName, ImageShape, Split};
 use crate::error::{DataError, Result};
+use crate::name::DatasetName;
+use crate::types::{Dataset, ImageShape, Split};
 use std::path::{Path, PathBuf};
 
 /// CIFAR-10 class names, indexed by label.

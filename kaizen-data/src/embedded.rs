@@ -6,9 +6,9 @@
 //! `kaizen-data/data/fashion-mnist-mini/`. Fashion-MNIST is MIT-licensed by Zalando SE; see
 //! [`FASHION_MNIST_LICENSE`].
 
-use crate::dataset::Dataset;
 use crate::error::Result;
 use crate::idx::{split_from_idx, FASHION_MNIST_CLASSES};
+use crate::types::Dataset;
 use std::path::Path;
 
 /// The licence notice of the embedded Fashion-MNIST subset (MIT, Zalando SE).

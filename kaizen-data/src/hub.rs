@@ -6,8 +6,9 @@
 //! fetch fails (offline), loading fails at once with a message that says which local folder to point
 //! `--data-root` at and where to get the official tarball.
 
-use crate::dataset::{Dataset, DatasetName};
 use crate::error::{DataError, Result};
+use crate::name::DatasetName;
+use crate::types::Dataset;
 
 /// Environment variable naming the hf-hub dataset repository used by the `hub` feature.
 pub const HUB_REPO_ENV: &str = "KAIZEN_HF_CIFAR_REPO";

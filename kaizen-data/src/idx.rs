@@ -5,8 +5,9 @@
 //! labels `ndim = 1` (`n`). Anything else — a wrong magic, a short or over-long body, a corrupt gzip stream,
 //! image/label counts that disagree, a label `>= 10` — is an error naming the file.
 
-use crate::dataset::{Dataset, DatasetName, ImageShape, Split};
 use crate::error::{DataError, Result};
+use crate::name::DatasetName;
+use crate::types::{Dataset, ImageShape, Split};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

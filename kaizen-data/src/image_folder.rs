@@ -11,8 +11,8 @@
 //! Decoding runs in parallel with rayon; results are assembled in file order, so the dataset is identical on
 //! any thread count.
 
-use crate::dataset::{Dataset, ImageShape, Split};
 use crate::error::{DataError, Result};
+use crate::types::{Dataset, ImageShape, Split};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 

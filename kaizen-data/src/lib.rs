@@ -23,9 +23,11 @@ pub mod hub;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;
+mod name;
 pub mod replay;
 pub mod rng;
 pub mod stream;
+mod types;
 
 pub use augment::{AugmentConfig, Augmenter};
 pub use dataset::{load_dataset, Dataset, DatasetName, ImageShape, Inspect, Split, SplitCounts};

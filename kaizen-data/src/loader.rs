@@ -2,9 +2,9 @@
 //! and the deterministic eval transform.
 
 use crate::augment::{normalisation, write_normalised_chw, Augmenter};
-use crate::dataset::Split;
 use crate::error::{DataError, Result};
 use crate::rng::{rng_for, shuffle, RngStream};
+use crate::types::Split;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};

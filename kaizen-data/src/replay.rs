@@ -1,8 +1,8 @@
 //! Labelled replay memory: a class-balanced, seeded sample of each past task's labelled images.
 
-use crate::dataset::Split;
 use crate::rng::{choose_prefix, rng_for, shuffle, RngStream};
 use crate::stream::positions_by_class;
+use crate::types::Split;
 use serde::{Deserialize, Serialize};
 
 /// How many labelled images of a task enter the memory.

@@ -1,8 +1,8 @@
 //! The class-incremental task stream and per-task label availability.
 
-use crate::dataset::Split;
 use crate::error::{DataError, Result};
 use crate::rng::{choose_prefix, rng_for, shuffle, RngStream};
+use crate::types::Split;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -1,8 +1,8 @@
 //! Random resized crop (torchvision's `RandomResizedCrop.get_params`) and the bilinear resize, with an
 //! optional horizontal flip folded into the resampling.
 
-use crate::dataset::ImageShape;
 use crate::rng::uniform;
+use crate::types::ImageShape;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 

@@ -24,9 +24,9 @@
 pub mod color;
 pub mod crop;
 
-use crate::dataset::ImageShape;
 use crate::error::{DataError, Result};
 use crate::rng::{bernoulli, rng_for, RngStream};
+use crate::types::ImageShape;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
