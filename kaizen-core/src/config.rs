@@ -357,34 +357,7 @@ impl ExperimentConfig {
         if !(0.0..=1.0).contains(&d.replay_fraction) {
             return Err(bad("data.replay_fraction", "must be in [0, 1]"));
         }
-        let m = &self.model;
-        if m.arch != "resnet18" {
-            return Err(bad(
-                "model.arch",
-                format!("unknown architecture `{}`; valid: resnet18", m.arch),
-            ));
-        }
-        for (k, v) in [
-            ("model.width", m.width),
-            ("model.proj_hidden", m.proj_hidden),
-            ("model.proj_out", m.proj_out),
-            ("model.pred_hidden", m.pred_hidden),
-            ("model.distill_hidden", m.distill_hidden),
-            ("model.classifier_hidden", m.classifier_hidden),
-            ("train.epochs", self.train.epochs),
-            ("train.batch_size", self.train.batch_size),
-            ("eval.batch_size", self.eval.batch_size),
-        ] {
-            if v == 0 {
-                return Err(bad(k, "must be at least 1"));
-            }
-        }
-        if self.train.batch_size < 2 {
-            return Err(bad(
-                "train.batch_size",
-                "must be at least 2 (BatchNorm needs two samples)",
-            ));
-        }
+        self.validate_sizes()?;
         let t = &self.train;
         for (k, v) in [
             ("train.base_tau", t.base_tau),
@@ -428,6 +401,39 @@ impl ExperimentConfig {
         }
         if self.eval.knn && self.eval.knn_k == 0 {
             return Err(bad("eval.knn_k", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The architecture name and every size that must be at least 1.
+    fn validate_sizes(&self) -> Result<(), ConfigError> {
+        let m = &self.model;
+        if m.arch != "resnet18" {
+            return Err(bad(
+                "model.arch",
+                format!("unknown architecture `{}`; valid: resnet18", m.arch),
+            ));
+        }
+        for (k, v) in [
+            ("model.width", m.width),
+            ("model.proj_hidden", m.proj_hidden),
+            ("model.proj_out", m.proj_out),
+            ("model.pred_hidden", m.pred_hidden),
+            ("model.distill_hidden", m.distill_hidden),
+            ("model.classifier_hidden", m.classifier_hidden),
+            ("train.epochs", self.train.epochs),
+            ("train.batch_size", self.train.batch_size),
+            ("eval.batch_size", self.eval.batch_size),
+        ] {
+            if v == 0 {
+                return Err(bad(k, "must be at least 1"));
+            }
+        }
+        if self.train.batch_size < 2 {
+            return Err(bad(
+                "train.batch_size",
+                "must be at least 2 (BatchNorm needs two samples)",
+            ));
         }
         Ok(())
     }

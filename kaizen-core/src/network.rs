@@ -9,7 +9,7 @@ use crate::config::ExperimentConfig;
 use crate::error::CoreError;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use kaizen_models::{Arch, BnMode, Mlp, MlpConfig, ResNet, ResNetConfig};
+use kaizen_models::{Arch, BnMode, Layer, Mlp, MlpConfig, ResNet, ResNetConfig};
 use std::collections::HashMap;
 
 /// Prefixes of the online model's parts, as stored in the `VarMap` and in checkpoints.
@@ -202,8 +202,8 @@ impl Target {
 
     /// Projection of a batch, detached (the target never receives gradient).
     pub fn project(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let h = self.backbone.forward(x, BnMode::BatchStats)?;
-        Ok(self.projector.forward(&h, BnMode::BatchStats)?.detach())
+        let encoder = (&self.backbone, &self.projector);
+        Ok(encoder.forward_mode(x, BnMode::BatchStats)?.detach())
     }
 
     /// The (target prefix, online prefix) pairs the EMA updates.
@@ -301,9 +301,9 @@ impl Frozen {
 
     /// Projection and logits of one view, detached.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<FrozenOut> {
-        let h = self.backbone.forward(x, self.mode)?;
-        let z = self.projector.forward(&h, self.mode)?.detach();
-        let logits = self.classifier.forward(&h, self.mode)?.detach();
+        let h = self.backbone.forward_mode(x, self.mode)?;
+        let z = self.projector.forward_mode(&h, self.mode)?.detach();
+        let logits = self.classifier.forward_mode(&h, self.mode)?.detach();
         Ok(FrozenOut {
             h: h.detach(),
             z,

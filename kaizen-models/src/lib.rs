@@ -22,6 +22,7 @@ pub mod ema;
 pub mod error;
 pub mod frozen;
 pub mod init;
+pub mod layer;
 pub mod linear;
 pub mod mlp;
 pub mod optim;
@@ -31,5 +32,6 @@ pub mod torchvision;
 
 pub use batch_norm::{BatchNorm, BnMode};
 pub use error::{ModelError, Result};
+pub use layer::Layer;
 pub use mlp::{mask_unseen, Mlp, MlpConfig};
 pub use resnet::{Arch, ResNet, ResNetConfig};

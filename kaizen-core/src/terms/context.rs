@@ -7,7 +7,7 @@ use crate::error::CoreError;
 use crate::methods::SslMethod;
 use crate::network::{Frozen, FrozenOut, Online};
 use candle_core::Tensor;
-use kaizen_models::BnMode;
+use kaizen_models::{BnMode, Layer};
 
 /// One loss term of a training step.
 pub trait LossTerm: Send {
@@ -80,10 +80,10 @@ impl<'m, 'b> StepContext<'m, 'b> {
         classifier_detach: bool,
     ) -> Result<Self, CoreError> {
         let on = models.online;
-        let h1 = on.backbone.forward(batch.view1, BnMode::Train)?;
-        let h2 = on.backbone.forward(batch.view2, BnMode::Train)?;
-        let z1 = on.projector.forward(&h1, BnMode::Train)?;
-        let z2 = on.projector.forward(&h2, BnMode::Train)?;
+        let h1 = on.backbone.forward_mode(batch.view1, BnMode::Train)?;
+        let h2 = on.backbone.forward_mode(batch.view2, BnMode::Train)?;
+        let z1 = on.projector.forward_mode(&h1, BnMode::Train)?;
+        let z2 = on.projector.forward_mode(&h2, BnMode::Train)?;
         Ok(Self {
             models,
             batch,
