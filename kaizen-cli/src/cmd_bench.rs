@@ -198,10 +198,12 @@ fn labels(a: &BenchArgs, dev: &Device) -> Result<Tensor> {
 /// (the reference: view 1), the classifier Linear-ReLU-Linear behind a standardising BN (the reference:
 /// Linear-BN-ReLU-Linear), no weight decay on the classifier, biases and norms.
 fn kaizen_config(a: &BenchArgs) -> ExperimentConfig {
-    let mut cfg = ExperimentConfig::default();
-    cfg.seed = SEED;
-    cfg.method = "byol".into();
-    cfg.strategy = "kaizen".into();
+    let mut cfg = ExperimentConfig {
+        seed: SEED,
+        method: "byol".into(),
+        strategy: "kaizen".into(),
+        ..ExperimentConfig::default()
+    };
     let m = &mut cfg.model;
     (m.width, m.proj_hidden, m.proj_out) = (a.width, 4096, 256);
     (m.pred_hidden, m.distill_hidden, m.classifier_hidden) = (4096, 2048, 1000);

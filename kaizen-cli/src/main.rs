@@ -1,4 +1,7 @@
 //! `kaizen`: the command-line front end of kaizen-rs. Libraries do the work; this crate is glue.
+// Doc comments here are clap's help texts, printed verbatim by `--help` (`runs/<preset>`, `cuda[:N]`), not
+// rustdoc markup.
+#![allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 
 mod cmd_bench;
 mod cmd_data;

@@ -84,7 +84,7 @@ impl NetworkSpec {
             batch_norm: heads.projector.batch_norm,
             input_norm: false,
         };
-        let predictor = heads.predictor.then(|| MlpConfig {
+        let predictor = heads.predictor.then_some(MlpConfig {
             in_dim: m.proj_out,
             hidden: m.pred_hidden,
             out_dim: m.proj_out,

@@ -19,9 +19,11 @@ use std::collections::HashMap;
 const CLASSES: usize = 4;
 
 fn tiny_cfg(method: &str, strategy: &str) -> ExperimentConfig {
-    let mut c = ExperimentConfig::default();
-    c.method = method.into();
-    c.strategy = strategy.into();
+    let mut c = ExperimentConfig {
+        method: method.into(),
+        strategy: strategy.into(),
+        ..ExperimentConfig::default()
+    };
     let m = &mut c.model;
     (m.width, m.proj_hidden, m.proj_out) = (2, 8, 4);
     (m.pred_hidden, m.distill_hidden, m.classifier_hidden) = (8, 8, 8);
@@ -397,7 +399,7 @@ fn the_registry_resolves_names_defaults_and_warnings() -> Result<()> {
     assert!(r.validate(&cfg).is_err());
     let mut moco = tiny_cfg("mocov2plus", "kaizen");
     moco.loss.queue_size = 0;
-    let err = r.validate(&moco).err().expect("empty queue");
+    let err = r.validate(&moco).expect_err("empty queue");
     assert!(err.to_string().contains("loss.queue_size"), "{err}");
 
     // VICReg at a BYOL learning rate is warned about; at its official rate it is not.

@@ -30,6 +30,9 @@ struct TrainState {
     config: Option<serde_json::Value>,
 }
 
+/// A checkpoint read from disk: its path, tensors and manifest.
+pub(super) type Loaded = (PathBuf, checkpoint::NamedTensors, Manifest);
+
 /// The newest checkpoint of a run directory that loads: `latest`, else the task checkpoints from the last
 /// task down. Unreadable ones are reported through `sink`; the error of an unreadable `latest` is returned
 /// alongside when nothing loads.
@@ -37,13 +40,7 @@ pub(super) fn newest_checkpoint(
     dir: &Path,
     device: &Device,
     sink: &mut dyn EventSink,
-) -> Result<
-    (
-        Option<(PathBuf, checkpoint::NamedTensors, Manifest)>,
-        Option<String>,
-    ),
-    CoreError,
-> {
+) -> Result<(Option<Loaded>, Option<String>), CoreError> {
     let ckdir = dir.join(files::CHECKPOINTS);
     let latest = ckdir.join(files::LATEST);
     let mut latest_error = None;
