@@ -23,5 +23,5 @@ fuzz_target!(|data: &[u8]| {
             let _ = r.finish();
         }
     }
-    let _ = kaizen_core::train::parse_config(text, Path::new("config.toml"));
+    let _ = kaizen_core::run_dir::parse_config(text, Path::new("config.toml"));
 });

@@ -53,6 +53,25 @@ fn views(seed: u64) -> Result<(Tensor, Tensor, Tensor)> {
     Ok((image(&mut rng)?, image(&mut rng)?, labels))
 }
 
+/// Step settings (detached classifier) and a batch of two views.
+fn step_inputs<'a>(
+    seen: &'a [bool],
+    x1: &'a Tensor,
+    x2: &'a Tensor,
+    labels: &'a Tensor,
+) -> (StepSettings<'a>, StepBatch<'a>) {
+    let settings = StepSettings {
+        seen,
+        classifier_detach: true,
+    };
+    let batch = StepBatch {
+        view1: x1,
+        view2: x2,
+        labels,
+    };
+    (settings, batch)
+}
+
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(f64::from(t.to_dtype(DType::F32)?.to_scalar::<f32>()?))
 }
@@ -109,15 +128,7 @@ fn kaizen_terms_are_their_formulas_and_distillation_needs_a_frozen_model() -> Re
     perturb(&parts, "classifier.", 0.05)?;
     let (x1, x2, labels) = views(1)?;
     let seen = [true, true, false, false];
-    let settings = StepSettings {
-        seen: &seen,
-        classifier_detach: true,
-    };
-    let batch = StepBatch {
-        view1: &x1,
-        view2: &x2,
-        labels: &labels,
-    };
+    let (settings, batch) = step_inputs(&seen, &x1, &x2, &labels);
     let (models, terms) = parts.step_parts(None);
     let first = step::loss_terms(models, terms, &batch, &settings)?;
     let names: Vec<&str> = first.iter().map(|t| t.name).collect();
@@ -168,15 +179,7 @@ fn kaizen_terms_are_their_formulas_and_distillation_needs_a_frozen_model() -> Re
 fn strategies_choose_their_terms_and_zero_weights_are_skipped() -> Result<()> {
     let (x1, x2, labels) = views(2)?;
     let seen = [true; CLASSES];
-    let settings = StepSettings {
-        seen: &seen,
-        classifier_detach: true,
-    };
-    let batch = StepBatch {
-        view1: &x1,
-        view2: &x2,
-        labels: &labels,
-    };
+    let (settings, batch) = step_inputs(&seen, &x1, &x2, &labels);
     for (strategy, want) in [
         ("kaizen", vec!["ssl", "cls_ce", "fe_kd", "cls_kd"]),
         ("cassle", vec!["ssl", "cls_ce", "fe_kd"]),

@@ -27,10 +27,9 @@ impl LossTerm for FeatureL2 {
         true
     }
     fn loss(&mut self, cx: &mut StepContext<'_, '_>) -> Result<Option<Tensor>, CoreError> {
-        let Some([o1, o2]) = cx.frozen()? else {
+        let Some([old1, old2]) = cx.frozen_pair(|o| &o.h)? else {
             return Ok(None);
         };
-        let (old1, old2) = (o1.h.clone(), o2.h.clone());
         let l = ((loss::mse(&cx.h[0], &old1)? + loss::mse(&cx.h[1], &old2)?)? * 0.5)?;
         Ok(Some(l))
     }

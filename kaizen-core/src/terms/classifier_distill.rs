@@ -36,10 +36,9 @@ impl LossTerm for ClassifierDistill {
         true
     }
     fn loss(&mut self, cx: &mut StepContext<'_, '_>) -> Result<Option<Tensor>, CoreError> {
-        let Some([o1, o2]) = cx.frozen()? else {
+        let Some([old1, old2]) = cx.frozen_pair(|o| &o.logits)? else {
             return Ok(None);
         };
-        let (old1, old2) = (o1.logits.clone(), o2.logits.clone());
         let [l1, l2] = cx.logits()?;
         let t = self.temperature;
         let kd = ((loss::soft_ce(&l1, &old1, t)? + loss::soft_ce(&l2, &old2, t)?)? * 0.5)?;

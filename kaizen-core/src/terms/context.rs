@@ -117,6 +117,16 @@ impl<'m, 'b> StepContext<'m, 'b> {
             .ok_or_else(|| CoreError::Invalid("logits were not computed".into()))
     }
 
+    /// One output of the frozen model on both views (e.g. `|o| &o.z`), or `None` without a frozen model.
+    pub fn frozen_pair(
+        &mut self,
+        pick: impl Fn(&FrozenOut) -> &Tensor,
+    ) -> Result<Option<[Tensor; 2]>, CoreError> {
+        Ok(self
+            .frozen()?
+            .map(|[o1, o2]| [pick(o1).clone(), pick(o2).clone()]))
+    }
+
     /// The frozen model's outputs on both views, or `None` without a frozen model.
     pub fn frozen(&mut self) -> Result<Option<&[FrozenOut; 2]>, CoreError> {
         let Some(frozen) = self.models.frozen else {

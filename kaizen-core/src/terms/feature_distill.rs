@@ -44,13 +44,12 @@ impl LossTerm for FeatureDistill {
         true
     }
     fn loss(&mut self, cx: &mut StepContext<'_, '_>) -> Result<Option<Tensor>, CoreError> {
-        let Some([o1, o2]) = cx.frozen()? else {
+        let Some([o1, o2]) = cx.frozen_pair(|o| &o.z)? else {
             return Ok(None);
         };
-        let (oz1, oz2) = (o1.z.clone(), o2.z.clone());
         let h = &cx.models.online.distill_predictor;
         let p1 = h.forward(&cx.z[0], BnMode::Train)?;
         let p2 = h.forward(&cx.z[1], BnMode::Train)?;
-        Ok(Some(self.distiller.loss(&p1, &p2, &oz1, &oz2)?))
+        Ok(Some(self.distiller.loss(&p1, &p2, &o1, &o2)?))
     }
 }
