@@ -129,6 +129,39 @@ fn smoke_run_writes_the_whole_run_directory() {
     );
     let log = read(&dir.join("metrics.jsonl"));
     assert!(log.lines().any(|l| l.contains("\"event\":\"eval\"")));
+    // The accuracy CSVs and scalars.csv have a header row (pandas.read_csv reads them without options).
+    assert!(read(&dir.join("acc_matrix_knn.csv")).starts_with("task_0,task_1\n"));
+    let scalars = read(&dir.join("scalars.csv"));
+    let mut lines = scalars.lines();
+    assert_eq!(lines.next(), Some("run_id,event,task,epoch,step,term,value"));
+    let run_id: String = manifest["config_hash"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .take(12)
+        .collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(rows.iter().all(|r| r.len() == 7 && r[0] == run_id), "{scalars}");
+    assert!(rows.iter().all(|r| r[6].parse::<f64>().is_ok()), "{scalars}");
+    // Every defined cell of every accuracy matrix is an eval row.
+    let eval_rows = rows.iter().filter(|r| r[1] == "eval").count();
+    let defined: usize = ["classifier", "classifier_seen", "knn", "linear"]
+        .iter()
+        .map(|p| {
+            read(&dir.join(format!("acc_matrix_{p}.csv")))
+                .lines()
+                .skip(1)
+                .flat_map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>())
+                .filter(|c| c != "NA")
+                .count()
+        })
+        .sum();
+    assert_eq!(eval_rows, defined);
+    let epoch_cls = rows
+        .iter()
+        .filter(|r| r[1] == "epoch" && r[5] == "cls_ce")
+        .count();
+    assert_eq!(epoch_cls, 2, "one epoch per task: {scalars}");
     // The trained model exports from any checkpoint the run wrote, and from the run directory (its final model,
     // which is the last task's): same torchvision tensors.
     let ex = |ckpt: &Path, out: &str| {

@@ -15,6 +15,8 @@ pub mod files {
     pub const MANIFEST: &str = "manifest.json";
     /// Append-only log of steps, epochs and evaluations (JSON lines).
     pub const METRICS: &str = "metrics.jsonl";
+    /// The same numbers as a flat CSV table with a header (`run_id,event,task,epoch,step,term,value`).
+    pub const SCALARS: &str = "scalars.csv";
     /// Continual-learning metrics per protocol.
     pub const SUMMARY: &str = "summary.json";
     /// Checkpoint folder.

@@ -1,10 +1,11 @@
 //! Reading and writing accuracy matrices and per-task vectors as CSV.
 //!
-//! Format of `R.csv`: T lines of T comma-separated numbers, row i = after task i, values in [0, 1]. Lines whose first
-//! non-blank character is `#` are comments; blank lines are ignored; spaces around fields and `\r\n` line ends are
-//! accepted. A missing cell (a protocol that does not evaluate tasks j > i) is written `NA` (`-` or an empty field
-//! are read as missing too). `b.csv` / `a.csv` (random-baseline and joint accuracies): one line of T numbers, no
-//! missing values.
+//! Format of `R.csv`: T lines of T comma-separated numbers, row i = after task i, values in [0, 1], optionally after
+//! a header line of column names (what we write: `task_0,task_1,...`, so `pandas.read_csv` reads it without options).
+//! Lines whose first non-blank character is `#` are comments; blank lines are ignored; spaces around fields and
+//! `\r\n` line ends are accepted. A missing cell (a protocol that does not evaluate tasks j > i) is written `NA`
+//! (`-` or an empty field are read as missing too). `b.csv` / `a.csv` (random-baseline and joint accuracies): one line
+//! of T numbers (after an optional header), no missing values.
 
 use crate::matrix::{is_fraction, looks_like_percent};
 use crate::{AccuracyMatrix, MetricsError};
@@ -13,13 +14,32 @@ use std::path::Path;
 /// One data line: its 1-based line number and its fields (`None` = missing cell).
 type DataLine = (usize, Vec<Option<f64>>);
 
-/// Splits `text` into data lines and parses the fields. `allow_missing` accepts `NA`, `-` and empty fields.
+/// Whether a line is a header of column names: every field starts with a letter or `_` and none is a number or a
+/// missing-value marker (`NA`).
+fn is_header(line: &str) -> bool {
+    line.split(',').map(str::trim).all(|f| {
+        f.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && f.parse::<f64>().is_err()
+            && !f.eq_ignore_ascii_case("na")
+    })
+}
+
+/// The header of a CSV of `n` per-task columns: `task_0,...,task_{n-1}`.
+pub fn task_header(n: usize) -> String {
+    (0..n)
+        .map(|j| format!("task_{j}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Splits `text` into data lines and parses the fields. `allow_missing` accepts `NA`, `-` and empty fields. A header
+/// line ([`is_header`]) before the first data line is skipped.
 fn parse_lines(text: &str, file: &str, allow_missing: bool) -> Result<Vec<DataLine>, MetricsError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
+        if line.is_empty() || line.starts_with('#') || (out.is_empty() && is_header(line)) {
             continue;
         }
         let mut fields = Vec::new();
@@ -146,10 +166,12 @@ pub fn read_vector_csv(path: &Path, expected_len: Option<usize>) -> Result<Vec<f
     parse_vector_csv(&text, &path.display().to_string(), expected_len)
 }
 
-/// Formats a matrix as CSV (readable back by [`parse_matrix_csv`] to an identical matrix: values are written with
-/// Rust's shortest round-trip float formatting, missing cells as `NA`), preceded by a `#` comment that explains it.
+/// Formats a matrix as CSV (readable back by [`parse_matrix_csv`] to an identical matrix, and by `pandas.read_csv`
+/// without options: values are written with Rust's shortest round-trip float formatting, missing cells as `NA`),
+/// under a header `task_0,...,task_{T-1}` (column j = test set of task j; row i = after training task i).
 pub fn to_csv(r: &AccuracyMatrix) -> String {
-    let mut s = String::from("# accuracy matrix R[i][j]: row i = after training task i, column j = test set of task j; fractions in [0, 1]; NA = not evaluated\n");
+    let mut s = task_header(r.num_tasks());
+    s.push('\n');
     for row in r.rows() {
         let fields: Vec<String> = row
             .iter()

@@ -196,7 +196,8 @@ fn writer_round_trip_is_exact() {
     ])
     .unwrap();
     let text = to_csv(&r);
-    assert!(text.starts_with('#'));
+    // A header row of column names, so pandas.read_csv reads it without options.
+    assert!(text.starts_with("task_0,task_1,task_2\n"), "{text}");
     assert!(text.contains("NA"));
     assert_eq!(parse_matrix_csv(&text, "out.csv").unwrap(), r);
 
@@ -213,4 +214,19 @@ fn missing_file_names_the_path() {
     assert!(e.to_string().contains("/nonexistent/R.csv"), "{e}");
     let e = read_vector_csv(std::path::Path::new("/nonexistent/b.csv"), Some(2)).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/b.csv"), "{e}");
+}
+
+#[test]
+fn a_header_row_is_read_only_before_the_data() {
+    let r = parse_matrix_csv("task_0,task_1\n0.5,NA\n0.25,1\n", "h.csv").unwrap();
+    assert_eq!(r.rows()[1], vec![Some(0.25), Some(1.0)]);
+    assert_eq!(
+        parse_vector_csv("task_0,task_1\n0.5,0.75\n", "b.csv", Some(2)).unwrap(),
+        vec![0.5, 0.75]
+    );
+    // A line of names after the data is an error naming its line, not a second header.
+    let e = parse_matrix_csv("0.5,NA\ntask_0,task_1\n", "late.csv").unwrap_err();
+    assert!(matches!(e, MetricsError::NotANumber { line: 2, .. }), "{e:?}");
+    // `NA` alone is a missing cell, never a header.
+    assert!(parse_matrix_csv("NA\n", "na.csv").is_ok());
 }

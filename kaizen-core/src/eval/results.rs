@@ -84,7 +84,8 @@ fn write_single_row_results(
                 .map(|v| v.map_or_else(|| "nan".to_string(), |x| format!("{x}")))
                 .collect();
             let path = dir.join(format!("{}_accuracy_{p}.csv", cfg.strategy));
-            write_atomic(&path, format!("{}\n", vals.join(",")).as_bytes())?;
+            let header = kaizen_metrics::task_header(vals.len());
+            write_atomic(&path, format!("{header}\n{}\n", vals.join(",")).as_bytes())?;
             let defined: Vec<f64> = row.iter().flatten().copied().collect();
             let mean =
                 (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);

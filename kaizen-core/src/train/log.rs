@@ -1,5 +1,8 @@
-//! The run's log files: `metrics.jsonl` (one JSON object per line, appended) and `manifest.json`
-//! (provenance: config, hash, stream, network, weights, versions, times).
+//! The run's log files: `metrics.jsonl` (one JSON object per line, appended), `scalars.csv` (the same numbers as
+//! a flat table with a header: `run_id,event,task,epoch,step,term,value`, one row per logged step term, epoch mean
+//! and evaluation cell, so `pandas.read_csv` reads it without options) and `manifest.json` (provenance: config, hash,
+//! stream, network, weights, versions, times). Both logs are append-only: after a resume, rows of the superseded
+//! attempt stay, and the later row of the same (event, task, epoch, step, term) is the one that counts.
 
 use super::trainer::Trainer;
 use crate::error::CoreError;
@@ -61,4 +64,64 @@ impl Trainer<'_> {
         writeln!(log, "{v}").map_err(|e| CoreError::io(&path, e))?;
         log.flush().map_err(|e| CoreError::io(&path, e))
     }
+
+    /// Append rows to `scalars.csv` (created with its header): `(event, task, epoch, step, term, value)`, with
+    /// `None` for a column that does not apply (written empty).
+    pub fn log_scalars(&mut self, rows: &[ScalarRow<'_>]) -> Result<(), CoreError> {
+        let path = self.opts.dir.join(files::SCALARS);
+        if self.scalars.is_none() {
+            let fresh = !path.exists();
+            let mut f = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| CoreError::io(&path, e))?;
+            if fresh {
+                writeln!(f, "run_id,event,task,epoch,step,term,value")
+                    .map_err(|e| CoreError::io(&path, e))?;
+            }
+            self.scalars = Some(f);
+        }
+        let run_id = self.run_id();
+        let Some(out) = self.scalars.as_mut() else {
+            return Ok(());
+        };
+        let cell = |v: Option<usize>| v.map_or_else(String::new, |v| v.to_string());
+        let mut text = String::new();
+        for r in rows {
+            text.push_str(&format!(
+                "{run_id},{},{},{},{},{},{}\n",
+                r.event,
+                r.task,
+                cell(r.epoch),
+                cell(r.step),
+                r.term,
+                r.value
+            ));
+        }
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| CoreError::io(&path, e))
+    }
+
+    /// The run's id in logs: the first 12 hex digits of its config hash (a sweep's run id too).
+    pub fn run_id(&self) -> String {
+        self.config_hash.chars().take(12).collect()
+    }
+}
+
+/// One row of `scalars.csv`.
+pub(super) struct ScalarRow<'a> {
+    /// `step`, `epoch` or `eval`.
+    pub event: &'a str,
+    /// Task (phase) index.
+    pub task: usize,
+    /// Epoch within the task (steps and epochs).
+    pub epoch: Option<usize>,
+    /// Step within the task (steps).
+    pub step: Option<usize>,
+    /// A loss term, `lr`, or `<protocol>/task_<j>` for an evaluation cell.
+    pub term: String,
+    /// The value.
+    pub value: f64,
 }

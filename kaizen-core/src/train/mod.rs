@@ -223,6 +223,21 @@ impl Trainer<'_> {
         let rows = eval::evaluate_after(&ed, point, &self.protocols())?;
         for (p, row) in rows {
             self.log_json(&serde_json::json!({"event": "eval", "after_task": t, "protocol": p.name(), "row": row}))?;
+            let cells: Vec<log::ScalarRow<'_>> = row
+                .iter()
+                .enumerate()
+                .filter_map(|(j, v)| {
+                    v.map(|value| log::ScalarRow {
+                        event: "eval",
+                        task: t,
+                        epoch: None,
+                        step: None,
+                        term: format!("{}/task_{j}", p.name()),
+                        value,
+                    })
+                })
+                .collect();
+            self.log_scalars(&cells)?;
             sink.event(&Event::Eval {
                 task: t,
                 protocol: p.name().to_string(),

@@ -1,6 +1,7 @@
 //! Training one phase: its images and visible labels, the learning-rate schedule, the frozen model and the
 //! optimiser, then epoch after epoch of steps, with the step log, the checkpoint cadence and the stop check.
 
+use super::log::ScalarRow;
 use super::prefetch::{prefetch, EpochPlan};
 use super::trainer::Trainer;
 use crate::error::CoreError;
@@ -17,6 +18,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// `scalars.csv` rows of one step or epoch: one per (term, value).
+fn scalar_rows<'a>(
+    event: &'a str,
+    task: usize,
+    epoch: usize,
+    step: Option<usize>,
+    values: impl Iterator<Item = (&'a str, f64)>,
+) -> Vec<ScalarRow<'a>> {
+    values
+        .map(|(term, value)| ScalarRow {
+            event,
+            task,
+            epoch: Some(epoch),
+            step,
+            term: term.to_string(),
+            value,
+        })
+        .collect()
+}
 
 /// What stays fixed over a phase's epochs.
 struct PhaseSetup {
@@ -185,6 +206,8 @@ impl Trainer<'_> {
         self.log_json(&serde_json::json!({"event": "epoch", "task": t, "epoch": e,
             "loss": means.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
             "seconds": seconds}))?;
+        let rows = scalar_rows("epoch", t, e, None, means.iter().map(|x| (x.term, x.value)));
+        self.log_scalars(&rows)?;
         sink.event(&Event::EpochEnd {
             task: t,
             epoch: e,

@@ -44,6 +44,8 @@ pub(super) struct Trainer<'a> {
     pub warnings: Vec<String>,
     /// metrics.jsonl, opened (append) at the first line.
     pub log: Option<fs::File>,
+    /// scalars.csv, opened (append) at the first row.
+    pub scalars: Option<fs::File>,
     /// Classifier-input dump (developer tool).
     pub dump: Option<crate::dump::FeatureDump>,
 }
@@ -103,6 +105,7 @@ impl<'a> Trainer<'a> {
             matrices: BTreeMap::new(),
             warnings,
             log: None,
+            scalars: None,
             dump,
         })
     }
