@@ -186,7 +186,7 @@ fn provenance() -> serde_json::Value {
     })
 }
 
-fn stop_flag() -> Result<Arc<AtomicBool>> {
+pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = Arc::clone(&flag);
     // A second Ctrl-C while the checkpoint is written exits at once.
@@ -403,7 +403,7 @@ pub fn resume(a: ResumeArgs) -> Result<()> {
     report_status(&status, &a.dir, started)
 }
 
-fn options(
+pub(crate) fn options(
     dir: &Path,
     device: candle_core::Device,
     stop: Arc<AtomicBool>,
@@ -421,7 +421,7 @@ fn options(
     }
 }
 
-fn report_status(status: &RunStatus, dir: &Path, started: Instant) -> Result<()> {
+pub(crate) fn report_status(status: &RunStatus, dir: &Path, started: Instant) -> Result<()> {
     match status {
         RunStatus::Finished => {
             println!(

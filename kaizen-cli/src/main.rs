@@ -10,6 +10,7 @@ mod cmd_model;
 mod cmd_run;
 mod config;
 mod progress;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +44,9 @@ enum Command {
     InitModel(cmd_model::InitModelArgs),
     /// Time training steps (compare with ../shared/tools/torch_reference.py).
     Bench(cmd_bench::BenchArgs),
+    /// Experiment grids on Slurm, Kubernetes or a local shell: plan, worker, emit, collect.
+    #[command(subcommand)]
+    Sweep(sweep::SweepCommand),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Features(a) => cmd_model::features(a),
         Command::InitModel(a) => cmd_model::init_model(a),
         Command::Bench(a) => cmd_bench::run(a),
+        Command::Sweep(c) => sweep::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,10 +4,22 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn kaizen(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kaizen"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "2")
-        .output();
+    kaizen_env(args, &[])
+}
+
+/// `kaizen args` with extra environment variables (the scheduler's index variables are cleared first).
+fn kaizen_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kaizen"));
+    cmd.args(args).env("RAYON_NUM_THREADS", "2");
+    for v in [
+        "SLURM_ARRAY_TASK_ID",
+        "JOB_COMPLETION_INDEX",
+        "KAIZEN_INDEX",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output();
     match out {
         Ok(o) => o,
         Err(e) => panic!("cannot start kaizen: {e}"),
@@ -133,7 +145,10 @@ fn smoke_run_writes_the_whole_run_directory() {
     assert!(read(&dir.join("acc_matrix_knn.csv")).starts_with("task_0,task_1\n"));
     let scalars = read(&dir.join("scalars.csv"));
     let mut lines = scalars.lines();
-    assert_eq!(lines.next(), Some("run_id,event,task,epoch,step,term,value"));
+    assert_eq!(
+        lines.next(),
+        Some("run_id,event,task,epoch,step,term,value")
+    );
     let run_id: String = manifest["config_hash"]
         .as_str()
         .unwrap_or_default()
@@ -141,8 +156,14 @@ fn smoke_run_writes_the_whole_run_directory() {
         .take(12)
         .collect();
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert!(rows.iter().all(|r| r.len() == 7 && r[0] == run_id), "{scalars}");
-    assert!(rows.iter().all(|r| r[6].parse::<f64>().is_ok()), "{scalars}");
+    assert!(
+        rows.iter().all(|r| r.len() == 7 && r[0] == run_id),
+        "{scalars}"
+    );
+    assert!(
+        rows.iter().all(|r| r[6].parse::<f64>().is_ok()),
+        "{scalars}"
+    );
     // Every defined cell of every accuracy matrix is an eval row.
     let eval_rows = rows.iter().filter(|r| r[1] == "eval").count();
     let defined: usize = ["classifier", "classifier_seen", "knn", "linear"]
@@ -579,5 +600,97 @@ fn bad_inputs_are_clear_errors_with_exit_code_2() {
     fails_with(
         &["run", "--preset", "smoke", "--out", s(&dir2)],
         "not empty",
+    );
+}
+
+/// The sweep of configs/sweeps/smoke.toml (2 strategies x 2 seeds on `smoke`) through `sweep worker` with Slurm's
+/// index variable: every run once, a second pass that does nothing, an interrupted worker that resumes to the same
+/// numbers, `collect` with finished and missing runs, and the emitted Slurm array.
+#[test]
+fn a_sweep_runs_by_scheduler_index_idempotently_and_resumes() {
+    let t = tmp();
+    let grid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/sweeps/smoke.toml");
+    let (sw, sw2) = (t.path().join("sw"), t.path().join("sw2"));
+    let plan = ok(&["sweep", "plan", "--grid", s(&grid), "--out", s(&sw)]);
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("planned 4 runs (2 cells x 2 seeds)"));
+    let sweep: serde_json::Value = serde_json::from_str(&read(&sw.join("sweep.json"))).unwrap();
+    let dirs: Vec<String> = (0..4)
+        .map(|i| sweep["runs"][i]["dir"].as_str().unwrap().to_string())
+        .collect();
+    let worker = |dir: &Path, i: usize, extra: &[&str]| {
+        let idx = i.to_string();
+        let mut args = vec!["sweep", "worker", s(dir), "-q"];
+        args.extend_from_slice(extra);
+        kaizen_env(&args, &[("SLURM_ARRAY_TASK_ID", idx.as_str())])
+    };
+    for i in 0..4 {
+        let o = worker(&sw, i, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let summaries: Vec<(String, std::time::SystemTime)> = dirs
+        .iter()
+        .map(|d| {
+            let p = sw.join(d).join("summary.json");
+            (read(&p), std::fs::metadata(&p).unwrap().modified().unwrap())
+        })
+        .collect();
+    for i in 0..4 {
+        let o = worker(&sw, i, &[]);
+        assert!(o.status.success());
+        assert!(String::from_utf8_lossy(&o.stdout).contains("already finished"));
+        let p = sw.join(&dirs[i]).join("summary.json");
+        assert_eq!(
+            (read(&p), std::fs::metadata(&p).unwrap().modified().unwrap()),
+            summaries[i]
+        );
+    }
+    // The same grid planned again: the same ids. Run 0 is stopped after 2 steps (as by SIGUSR1: exit 130), then
+    // the same worker command resumes it to the uninterrupted run's numbers.
+    ok(&["sweep", "plan", "--grid", s(&grid), "--out", s(&sw2)]);
+    assert_eq!(read(&sw2.join("sweep.json")), read(&sw.join("sweep.json")));
+    let o = worker(&sw2, 0, &["--stop-after-steps", "2"]);
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!sw2.join(&dirs[0]).join("summary.json").exists());
+    let o = worker(&sw2, 0, &[]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("resuming"));
+    assert_eq!(
+        read(&sw2.join(&dirs[0]).join("summary.json")),
+        summaries[0].0
+    );
+
+    let c = ok(&["sweep", "collect", s(&sw)]);
+    assert!(String::from_utf8_lossy(&c.stdout).contains("4 of 4 runs finished"));
+    let csv = read(&sw.join("results.csv"));
+    assert!(
+        csv.starts_with("cell,strategy,protocol,metric,mean,std,n,values\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("strategy=kaizen,kaizen,classifier,final_accuracy,"),
+        "{csv}"
+    );
+    let c = ok(&["sweep", "collect", s(&sw2)]);
+    let text = String::from_utf8_lossy(&c.stdout);
+    assert!(
+        text.contains("1 of 4 runs finished") && text.contains("not started"),
+        "{text}"
+    );
+
+    ok(&["sweep", "emit", "slurm", s(&sw), "--parallel", "2"]);
+    let script = read(&sw.join("sweep.slurm"));
+    assert!(
+        script.contains("#SBATCH --array=0-3%2\n") && script.contains("sweep worker"),
+        "{script}"
+    );
+    fails_with(&["sweep", "worker", s(&sw), "--index", "4"], "out of range");
+    fails_with(&["sweep", "worker", s(&sw)], "SLURM_ARRAY_TASK_ID");
+    fails_with(
+        &["sweep", "collect", s(&t.path().join("none"))],
+        "plan the sweep first",
     );
 }

@@ -52,7 +52,8 @@ pub mod report;
 pub mod seeds;
 
 pub use csv::{
-    parse_matrix_csv, parse_vector_csv, read_matrix_csv, read_vector_csv, task_header, to_csv, write_csv,
+    parse_matrix_csv, parse_vector_csv, read_matrix_csv, read_vector_csv, task_header, to_csv,
+    write_csv,
 };
 pub use error::MetricsError;
 pub use eval::{

@@ -226,7 +226,10 @@ fn a_header_row_is_read_only_before_the_data() {
     );
     // A line of names after the data is an error naming its line, not a second header.
     let e = parse_matrix_csv("0.5,NA\ntask_0,task_1\n", "late.csv").unwrap_err();
-    assert!(matches!(e, MetricsError::NotANumber { line: 2, .. }), "{e:?}");
+    assert!(
+        matches!(e, MetricsError::NotANumber { line: 2, .. }),
+        "{e:?}"
+    );
     // `NA` alone is a missing cell, never a header.
     assert!(parse_matrix_csv("NA\n", "na.csv").is_ok());
 }
