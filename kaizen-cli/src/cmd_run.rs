@@ -344,7 +344,7 @@ impl Plan<'_> {
 
 /// Start the run of `cfg` in `opts.dir`; if that folder already holds a run of the same configuration, skip it when
 /// it finished (`None`) and resume it otherwise. A folder holding another configuration is an error.
-fn run_or_continue(
+pub(crate) fn run_or_continue(
     cfg: ExperimentConfig,
     opts: &RunOptions,
     quiet: bool,

@@ -5,11 +5,9 @@
 //! step and exit 130, so that a requeued task resumes where it stopped.
 
 use super::plan::{self, PlannedRun};
-use crate::cmd_run::{device, options, report_status};
-use crate::progress::Progress;
+use crate::cmd_run::{device, options, report_status, run_or_continue};
 use anyhow::{bail, Context, Result};
 use kaizen_core::run_dir::files;
-use kaizen_core::train;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -118,6 +116,12 @@ pub fn run(dir: &Path, index: usize, w: &WorkerOptions<'_>) -> Result<()> {
         );
         return Ok(());
     }
+    let verb = if act == Action::Resume {
+        "resuming"
+    } else {
+        "starting"
+    };
+    println!("run {index} ({what}): {verb} {}", run_dir.display());
     let dev = device(w.device)?;
     let opts = options(
         &run_dir,
@@ -126,18 +130,15 @@ pub fn run(dir: &Path, index: usize, w: &WorkerOptions<'_>) -> Result<()> {
         w.log_every,
         w.stop_after_steps,
     );
-    let mut sink = Progress::new(w.quiet);
     let started = Instant::now();
-    let status = if act == Action::Resume {
-        println!("run {index} ({what}): resuming {}", run_dir.display());
-        train::resume(&opts, &mut sink)
-    } else {
-        println!("run {index} ({what}): starting {}", run_dir.display());
-        train::start(run.config.clone(), &opts, &mut sink)
+    // The same start / skip / resume logic as `kaizen run --compare --seeds` (it also refuses a directory that
+    // holds a run of another configuration).
+    let status = run_or_continue(run.config.clone(), &opts, w.quiet)
+        .with_context(|| format!("run {index} ({what})"))?;
+    match status {
+        Some(status) => report_status(&status, &run_dir, started),
+        None => Ok(()),
     }
-    .with_context(|| format!("run {index} ({what}) in {}", run_dir.display()))?;
-    sink.finish();
-    report_status(&status, &run_dir, started)
 }
 
 /// `id, cell, seed` of a run, for messages.
