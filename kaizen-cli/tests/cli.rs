@@ -694,3 +694,70 @@ fn a_sweep_runs_by_scheduler_index_idempotently_and_resumes() {
         "plan the sweep first",
     );
 }
+
+/// A sweep worker told to stop by SIGUSR1 (Slurm's warning before the time limit) checkpoints and exits 130; one
+/// killed with SIGKILL mid-run loses only the steps after its last checkpoint. Rerun by the same command, both
+/// end with the uninterrupted run's numbers.
+#[test]
+fn a_signalled_or_killed_sweep_worker_resumes_to_the_same_result() {
+    let t = tmp();
+    let grid = t.path().join("grid.toml");
+    std::fs::write(
+        &grid,
+        "preset = \"smoke\"\nseeds = [4]\nstrategies = [\"kaizen\"]\n[set]\n\"train.epochs\" = 3\n\"train.checkpoint_every\" = 1\n",
+    )
+    .unwrap();
+    let plan = |name: &str| {
+        let d = t.path().join(name);
+        ok(&["sweep", "plan", "--grid", s(&grid), "--out", s(&d)]);
+        d
+    };
+    let worker = |d: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kaizen"))
+            .args(["sweep", "worker", s(d), "--index", "0", "-q"])
+            .env("RAYON_NUM_THREADS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn kaizen")
+    };
+    let wait_for = |p: &Path| {
+        let start = std::time::Instant::now();
+        while !p.exists() && start.elapsed().as_secs() < 120 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let full = plan("full");
+    ok(&["sweep", "worker", s(&full), "--index", "0", "-q"]);
+    let sweep: serde_json::Value = serde_json::from_str(&read(&full.join("sweep.json"))).unwrap();
+    let run = sweep["runs"][0]["dir"].as_str().unwrap().to_string();
+    let expected = summary_of(&full.join(&run));
+
+    let usr1 = plan("usr1");
+    let child = worker(&usr1);
+    wait_for(&usr1.join(&run).join("metrics.jsonl"));
+    let sent = Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .expect("kill -USR1");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("wait for the worker");
+    let finished_first = usr1.join(&run).join("summary.json").exists();
+    let code = out.status.code();
+    assert!(
+        code == Some(130) || (finished_first && code == Some(0)),
+        "exit {code:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let killed = plan("killed");
+    let mut child = worker(&killed);
+    wait_for(&killed.join(&run).join("checkpoints/latest.safetensors"));
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+
+    for d in [&usr1, &killed] {
+        ok(&["sweep", "worker", s(d), "--index", "0", "-q"]);
+        assert_eq!(summary_of(&d.join(&run)), expected, "{}", d.display());
+    }
+}
