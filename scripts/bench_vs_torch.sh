@@ -17,16 +17,30 @@ STEPS=${STEPS:-7}
 [ -x "$KAIZEN" ] || { echo "build first: cargo build --release -p kaizen-cli ($KAIZEN missing)" >&2; exit 2; }
 [ -x "$PYTHON" ] || { echo "no PyTorch venv at $PYTHON (see the header of $TORCH_REF)" >&2; exit 2; }
 ms() { python3 -c 'import json,sys; print(json.load(sys.stdin)["step_ms_median"])'; }
+rss() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_rss_mb"])' "$1"; }
+# torch_reference.py run through a wrapper that prints its peak RSS (ru_maxrss, MiB) to fd 3.
+torch_run() {
+  "$PYTHON" -c 'import resource, runpy, sys, os
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    os.write(3, ("%.1f\n" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)).encode())' "$TORCH_REF" "$@"
+}
 med() { python3 -c 'import statistics,sys; print(statistics.median(float(v) for v in sys.argv[1:]))' "$@"; }
-printf '%-24s %10s %10s %7s   %s\n' config kaizen_ms torch_ms ratio "per-round ratios"
+printf '%-24s %10s %10s %7s %9s %9s   %s\n' config kaizen_ms torch_ms ratio kaizen_MB torch_MB "per-round ratios (min-max)"
 for cfg in "${CONFIGS[@]}"; do
   read -r mode width batch <<<"$cfg"
-  ks=(); ts=(); rs=()
+  ks=(); ts=(); rs=(); kr=(); tr=()
   for _ in $(seq "$ROUNDS"); do
-    k=$("$KAIZEN" bench --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --json | ms)
-    t=$("$PYTHON" "$TORCH_REF" --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --threads 2 --json | ms)
+    out=$("$KAIZEN" bench --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --json)
+    k=$(echo "$out" | ms); echo "$out" > /tmp/kaizen-bench.json; kr+=("$(rss /tmp/kaizen-bench.json)")
+    t=$( { torch_run --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --threads 2 --json 3>/tmp/torch-rss.txt; } | ms)
+    tr+=("$(cat /tmp/torch-rss.txt)")
     ks+=("$k"); ts+=("$t"); rs+=("$(python3 -c "print(f'{$k/$t:.2f}')")")
   done
   km=$(med "${ks[@]}"); tm=$(med "${ts[@]}")
-  printf '%-24s %10.1f %10.1f %7.2f   %s\n' "$mode w$width b$batch" "$km" "$tm" "$(python3 -c "print($km/$tm)")" "${rs[*]}"
+  spread=$(python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{min(v):.2f}-{max(v):.2f}")' "${rs[@]}")
+  printf '%-24s %10.1f %10.1f %7.2f %9.0f %9.0f   %s (%s)\n' "$mode w$width b$batch" "$km" "$tm" \
+    "$(python3 -c "print($km/$tm)")" "$(med "${kr[@]}")" "$(med "${tr[@]}")" "${rs[*]}" "$spread"
 done

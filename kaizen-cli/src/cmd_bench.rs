@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// The Kaizen mode always uses the trainer's optimiser.
     #[arg(long)]
     fused_sgd: bool,
+    /// Device: cpu, or cuda[:N] (needs a build with `--features cuda`; times include a device synchronisation).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -276,6 +279,21 @@ fn phases_json(mode: BenchMode, median: &dyn Fn(usize) -> f64) -> serde_json::Va
     }
 }
 
+/// The process's peak resident memory in MiB (`VmHWM` of /proc/self/status, what `getrusage`'s ru_maxrss
+/// reports), or None where /proc is not available.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kb / 1024.0 * 10.0).round() / 10.0)
+}
+
 /// Runs `kaizen bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
     anyhow::ensure!(
@@ -288,7 +306,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "--width, --classes and --steps must be at least 1"
     );
     ops::set_fast_kernels(!a.reference_kernels);
-    let dev = Device::Cpu;
+    let dev = crate::cmd_run::device(&a.device)?;
     let mut step = match a.mode {
         BenchMode::Supervised => supervised_step(&a, &dev),
         BenchMode::Kaizen => kaizen_step(&a, &dev),
@@ -300,6 +318,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for i in 0..a.warmup + a.steps {
         let t0 = Instant::now();
         let (loss, ph) = step().with_context(|| format!("training step {i}"))?;
+        // Kernels on a GPU run asynchronously: wait for them so the step's time is complete.
+        dev.synchronize()?;
         last_loss = loss;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i >= a.warmup {
@@ -339,11 +359,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "width": a.width,
             "batch": a.batch,
             "threads": threads,
+            "device": a.device,
             "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
             "step_ms_median": (med * 100.0).round() / 100.0,
             "step_ms_min": (sorted[0] * 100.0).round() / 100.0,
             "phase_ms_median": phases_json(a.mode, &phase_median),
             "images_per_s": (ips * 10.0).round() / 10.0,
+            "peak_rss_mb": peak_rss_mb(),
             "steps_ms": times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
             "final_loss": last_loss,
         });

@@ -145,6 +145,7 @@ impl EventSink for Progress {
                 task,
                 protocol,
                 row,
+                ..
             } => {
                 if !self.quiet || protocol == "classifier" {
                     self.line(&format!(
@@ -154,6 +155,13 @@ impl EventSink for Progress {
                 }
             }
             Event::Checkpoint { .. } => {}
+            Event::Timing { task, phases } => {
+                let what = match task {
+                    Some(t) => format!("task {t} time:"),
+                    None => "time in all:".to_string(),
+                };
+                self.line(&format!("{what} {}", phases_text(phases)));
+            }
             Event::TaskEnd { .. } => {
                 if let Some(b) = self.steps.take() {
                     b.finish_and_clear();
@@ -165,4 +173,22 @@ impl EventSink for Progress {
             Event::Notice(s) => self.line(s),
         }
     }
+}
+
+/// `train 12.3 s | eval_features 0.4 s | ...` (phases over 1% of the total, the rest summed as `other`).
+fn phases_text(phases: &[(String, f64)]) -> String {
+    let total: f64 = phases.iter().map(|(_, s)| s).sum();
+    let mut parts: Vec<String> = Vec::new();
+    let mut other = 0.0;
+    for (name, s) in phases {
+        if *s >= 0.01 * total {
+            parts.push(format!("{name} {s:.1} s"));
+        } else {
+            other += s;
+        }
+    }
+    if other > 0.0 {
+        parts.push(format!("other {other:.2} s"));
+    }
+    parts.join(" | ")
 }

@@ -141,6 +141,29 @@ fn smoke_run_writes_the_whole_run_directory() {
     );
     let log = read(&dir.join("metrics.jsonl"));
     assert!(log.lines().any(|l| l.contains("\"event\":\"eval\"")));
+    // Where the time went: per task and in total, by phase.
+    let finished: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "finished")
+        .expect("a finished line");
+    for phase in [
+        "train",
+        "eval_features",
+        "eval_knn",
+        "eval_linear",
+        "checkpoint",
+        "report",
+    ] {
+        let secs = finished["phase_seconds"][phase].as_f64();
+        assert!(secs.is_some_and(|x| x >= 0.0), "{phase}: {finished}");
+    }
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("\"event\":\"task_end\""))
+            .count(),
+        2
+    );
     // The accuracy CSVs and scalars.csv have a header row (pandas.read_csv reads them without options).
     assert!(read(&dir.join("acc_matrix_knn.csv")).starts_with("task_0,task_1\n"));
     let scalars = read(&dir.join("scalars.csv"));
@@ -759,5 +782,39 @@ fn a_signalled_or_killed_sweep_worker_resumes_to_the_same_result() {
     for d in [&usr1, &killed] {
         ok(&["sweep", "worker", s(d), "--index", "0", "-q"]);
         assert_eq!(summary_of(&d.join(&run)), expected, "{}", d.display());
+    }
+}
+
+/// `kaizen bench` times both step kinds and reports time, loss and peak memory; a CUDA device needs a CUDA build.
+#[test]
+fn bench_reports_step_time_loss_and_peak_memory() {
+    for mode in ["kaizen", "supervised"] {
+        let o = ok(&[
+            "bench",
+            "--mode",
+            mode,
+            "--width",
+            "2",
+            "--batch",
+            "4",
+            "--classes",
+            "10",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench JSON");
+        assert!(v["step_ms_median"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+        assert!(v["peak_rss_mb"].as_f64().is_some_and(|x| x > 1.0), "{v}");
+        assert!(v["final_loss"].as_f64().is_some_and(f64::is_finite), "{v}");
+        assert_eq!(v["mode"], mode);
+    }
+    if !cfg!(feature = "cuda") {
+        fails_with(
+            &["bench", "--device", "cuda", "--steps", "1"],
+            "without CUDA",
+        );
     }
 }

@@ -74,6 +74,16 @@ pub enum Event {
         protocol: String,
         /// Accuracy per evaluated task (None where the protocol is undefined).
         row: Vec<Option<f64>>,
+        /// Seconds the protocol took (its share of the features extraction is in `eval_features`).
+        seconds: f64,
+    },
+    /// Seconds spent per phase (`train`, `eval_features`, `eval_<protocol>`, `checkpoint`, `report`): after each
+    /// task (`task` = Some) and for the whole attempt at the end (`task` = None).
+    Timing {
+        /// The task, or None for the totals of this attempt (since the start or the resume).
+        task: Option<usize>,
+        /// Phase name and seconds, in a fixed order.
+        phases: Vec<(String, f64)>,
     },
     /// A checkpoint was written.
     Checkpoint {

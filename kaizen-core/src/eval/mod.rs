@@ -12,5 +12,7 @@ mod protocols;
 mod results;
 
 pub use compare::{compare_run_dirs, seed_dir, write_seed_comparison};
-pub use protocols::{evaluate_after, EvalContext, EvalPoint, Protocol, Row};
+pub use protocols::{
+    evaluate_after, EvalContext, EvalPoint, Evaluation, Protocol, ProtocolRow, Row,
+};
 pub use results::{write_results, ResultsLayout};

@@ -103,12 +103,33 @@ impl EvalPoint {
     }
 }
 
+/// One protocol's row of an evaluation and the seconds it took.
+#[derive(Debug, Clone)]
+pub struct ProtocolRow {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// One cell per task.
+    pub row: Row,
+    /// Seconds spent in this protocol (after the shared features).
+    pub seconds: f64,
+}
+
+/// What one evaluation gives: a row per protocol and the seconds of the shared feature extraction.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Rows in the order of the protocols asked for.
+    pub rows: Vec<ProtocolRow>,
+    /// Seconds spent extracting the test (and bank) features shared by the protocols.
+    pub features_seconds: f64,
+}
+
 /// Evaluate the model at `point` with every protocol in `protocols`; returns one row of T cells per protocol.
 pub fn evaluate_after(
     ed: &EvalContext<'_>,
     point: EvalPoint,
     protocols: &[Protocol],
-) -> Result<Vec<(Protocol, Row)>, CoreError> {
+) -> Result<Evaluation, CoreError> {
+    let started = std::time::Instant::now();
     let t_count = ed.stream.num_tasks();
     let c = ed.data.num_classes;
     let task_of_class: Vec<usize> = (0..c as u16)
@@ -139,7 +160,9 @@ pub fn evaluate_after(
     } else {
         None
     };
+    let features_seconds = started.elapsed().as_secs_f64();
     for &p in protocols {
+        let t0 = std::time::Instant::now();
         let row = match p {
             Protocol::Classifier | Protocol::ClassifierSeen => {
                 classifier_row(ed, p, &test_feats, &test_labels, &task_of_class, seen)?
@@ -159,9 +182,16 @@ pub fn evaluate_after(
                 bank_row(ed, p, &md, seen)?
             }
         };
-        out.push((p, row));
+        out.push(ProtocolRow {
+            protocol: p,
+            row,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
     }
-    Ok(out)
+    Ok(Evaluation {
+        rows: out,
+        features_seconds,
+    })
 }
 
 /// The classifier's row: argmax over all classes, or over the seen classes (`classifier_seen`, whose cells

@@ -124,7 +124,8 @@ impl Trainer<'_> {
         Ok(p)
     }
 
-    pub fn save_checkpoint(&self, path: &Path) -> Result<(), CoreError> {
+    pub fn save_checkpoint(&mut self, path: &Path) -> Result<(), CoreError> {
+        let started = std::time::Instant::now();
         let mut tensors: Vec<(String, Tensor)> =
             crate::network::sorted_tensors(&self.online.varmap)?
                 .into_iter()
@@ -179,6 +180,7 @@ impl Trainer<'_> {
         let tensors: BTreeMap<String, Tensor> = tensors.into_iter().collect();
         check_finite(&tensors, self.counters.task, self.steps_done_in_task())?;
         checkpoint::save(path, &tensors, &manifest)?;
+        self.clock.add("checkpoint", started.elapsed());
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod log;
 pub mod options;
 mod prefetch;
 mod task;
+mod timing;
 mod trainer;
 
 pub use options::{Counters, RunOptions, RunStatus};
@@ -167,6 +168,10 @@ impl Trainer<'_> {
             self.end_phase(t, sink)?;
         }
         self.finish()?;
+        sink.event(&Event::Timing {
+            task: None,
+            phases: self.clock.totals(),
+        });
         Ok(RunStatus::Finished)
     }
 
@@ -206,6 +211,13 @@ impl Trainer<'_> {
         sink.event(&Event::Checkpoint {
             path: task_ckpt.display().to_string(),
         });
+        let phases = self.clock.take_task();
+        self.log_json(&serde_json::json!({"event": "task_end", "task": t,
+            "phase_seconds": timing::json(&phases)}))?;
+        sink.event(&Event::Timing {
+            task: Some(t),
+            phases,
+        });
         sink.event(&Event::TaskEnd { task: t });
         Ok(())
     }
@@ -220,9 +232,19 @@ impl Trainer<'_> {
             cfg: &self.cfg,
             dump: self.dump.as_ref(),
         };
-        let rows = eval::evaluate_after(&ed, point, &self.protocols())?;
-        for (p, row) in rows {
-            self.log_json(&serde_json::json!({"event": "eval", "after_task": t, "protocol": p.name(), "row": row}))?;
+        let evaluation = eval::evaluate_after(&ed, point, &self.protocols())?;
+        self.clock
+            .add_seconds("eval_features", evaluation.features_seconds);
+        for eval::ProtocolRow {
+            protocol: p,
+            row,
+            seconds,
+        } in evaluation.rows
+        {
+            self.clock
+                .add_seconds(&format!("eval_{}", p.name()), seconds);
+            self.log_json(&serde_json::json!({"event": "eval", "after_task": t, "protocol": p.name(), "row": row,
+                "seconds": seconds}))?;
             let cells: Vec<log::ScalarRow<'_>> = row
                 .iter()
                 .enumerate()
@@ -242,6 +264,7 @@ impl Trainer<'_> {
                 task: t,
                 protocol: p.name().to_string(),
                 row: row.clone(),
+                seconds,
             });
             self.matrices
                 .entry(p.name().to_string())
@@ -252,6 +275,7 @@ impl Trainer<'_> {
     }
 
     fn finish(&mut self) -> Result<(), CoreError> {
+        let started = std::time::Instant::now();
         let layout = ResultsLayout {
             single_row: self.strategy.single_row(),
             distiller: &self.distiller,
@@ -265,7 +289,12 @@ impl Trainer<'_> {
             &layout,
         )?;
         self.write_manifest(true)?;
-        self.log_json(&serde_json::json!({"event": "finished", "time": now_rfc3339()}))?;
+        self.clock.add("report", started.elapsed());
+        let totals = timing::json(&self.clock.totals());
+        self.log_json(
+            &serde_json::json!({"event": "finished", "time": now_rfc3339(),
+            "phase_seconds": totals}),
+        )?;
         Ok(())
     }
 }

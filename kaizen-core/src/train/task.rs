@@ -174,7 +174,13 @@ impl Trainer<'_> {
             &self.opts.device,
         );
         let mut sums: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
-        for batch in stream {
+        let mut batches = stream.into_iter();
+        loop {
+            // Training time: waiting for the batch plus the step (logging and checkpoints are counted apart).
+            let waited = Instant::now();
+            let Some(batch) = batches.next() else {
+                break;
+            };
             let batch = batch?;
             let step_in_task = e * setup.steps_per_epoch + self.counters.step_in_epoch;
             let pos = StepPosition {
@@ -186,6 +192,7 @@ impl Trainer<'_> {
             let t0 = Instant::now();
             let terms = self.step(&batch, &setup.seen, pos)?;
             let ips = batch.indices.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            self.clock.add("train", waited.elapsed());
             for tv in &terms {
                 let entry = sums.entry(tv.term).or_insert((0.0, 0));
                 entry.0 += tv.value;

@@ -2,6 +2,7 @@
 //! optimiser, counters, accuracy rows), built from the config and a registry.
 
 use super::options::{Counters, RunOptions};
+use super::timing::PhaseClock;
 use crate::components::RunModels;
 use crate::config::{ExperimentConfig, TeacherBn};
 use crate::data::{build_stream, seen_classes};
@@ -46,6 +47,8 @@ pub(super) struct Trainer<'a> {
     pub log: Option<fs::File>,
     /// scalars.csv, opened (append) at the first row.
     pub scalars: Option<fs::File>,
+    /// Seconds per phase.
+    pub clock: PhaseClock,
     /// Classifier-input dump (developer tool).
     pub dump: Option<crate::dump::FeatureDump>,
 }
@@ -106,6 +109,7 @@ impl<'a> Trainer<'a> {
             warnings,
             log: None,
             scalars: None,
+            clock: PhaseClock::default(),
             dump,
         })
     }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Compile-checks the CUDA build on a machine without a GPU or a CUDA toolkit: installs nvcc and the CUDA headers
+# from PyPI into a throwaway venv (CUDA 13: the `nvidia-cuda-nvcc` wheels ship nvcc; the CUDA 12 `-cu12` ones
+# ship only ptxas), points candle's build scripts at them, and runs
+#   cargo build --release -p kaizen-cli --features cuda
+# with CUDA_COMPUTE_CAP set (there is no GPU to ask). The binary it builds loads the CUDA driver at run time, so it
+# links here and runs only where a driver exists (scripts/gpu-smoke.sh).
+#
+#   bash scripts/check-cuda-build.sh            (env: CUDA_COMPUTE_CAP=90, CUDA_PIP_VERSION=13.0.*, KEEP=1 keeps
+#                                                the folder, CARGO_TARGET_DIR defaults to target/cuda-check)
+# Not part of CI: the first build compiles candle's CUDA kernels (several minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CAP=${CUDA_COMPUTE_CAP:-90}
+VER=${CUDA_PIP_VERSION:-13.0.*}
+W="$(mktemp -d /tmp/kaizen-cuda.XXXXXX)"
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$W"' EXIT
+START=$(date +%s)
+echo "check-cuda-build: installing nvcc and CUDA headers ($VER) from PyPI into $W"
+python3 -m venv "$W/venv"
+"$W/venv/bin/pip" install -q --disable-pip-version-check \
+  "nvidia-cuda-nvcc==$VER" "nvidia-nvvm==$VER" "nvidia-cuda-crt==$VER" "nvidia-cuda-runtime==$VER" \
+  "nvidia-cuda-nvrtc==$VER" "nvidia-cublas" "nvidia-curand" \
+  "nvidia-cuda-cccl"
+SITE="$("$W/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/nvidia"
+# One CUDA root the build scripts understand: bin/ (nvcc), nvvm/, include/ and lib64/, merged from the packages.
+ROOT="$W/cuda"
+mkdir -p "$ROOT/lib64"
+for pkg in "$SITE"/cu13 "$SITE"/*/; do
+  [ -d "$pkg" ] || continue
+  for sub in bin nvvm include; do
+    [ -d "$pkg/$sub" ] && { mkdir -p "$ROOT/$sub"; cp -r "$pkg/$sub/." "$ROOT/$sub/"; }
+  done
+  [ -d "$pkg/lib" ] && cp -r "$pkg/lib/." "$ROOT/lib64/"
+done
+[ -x "$ROOT/bin/nvcc" ] || { echo "check-cuda-build: no nvcc in the PyPI packages ($SITE)" >&2; exit 1; }
+export CUDA_ROOT="$ROOT" CUDA_PATH="$ROOT" CUDA_HOME="$ROOT" CUDA_TOOLKIT_ROOT_DIR="$ROOT"
+export PATH="$ROOT/bin:$PATH" CUDA_COMPUTE_CAP="$CAP"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda-check}"
+echo "check-cuda-build: $(nvcc --version | tail -n 2 | head -n 1); compute capability $CAP"
+SETUP=$(( $(date +%s) - START ))
+cargo build --release -p kaizen-cli --features cuda
+TOTAL=$(( $(date +%s) - START ))
+echo "check-cuda-build: OK: $CARGO_TARGET_DIR/release/kaizen built with --features cuda (setup ${SETUP} s, total ${TOTAL} s)"
