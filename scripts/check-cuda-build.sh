@@ -34,6 +34,24 @@ for pkg in "$SITE"/cu13 "$SITE"/*/; do
   [ -d "$pkg/lib" ] && cp -r "$pkg/lib/." "$ROOT/lib64/"
 done
 [ -x "$ROOT/bin/nvcc" ] || { echo "check-cuda-build: no nvcc in the PyPI packages ($SITE)" >&2; exit 1; }
+# candle links cudarc with `dynamic-linking`: the linker wants libcuda.so, libnvrtc.so, libcublas.so, ... The
+# wheels ship versioned libraries only (add the unversioned names), and the driver's libcuda is not on PyPI: build
+# a stub with its SONAME (libcuda.so.1) and every driver function cudarc declares, as the toolkit's lib64/stubs
+# does. The binary then loads the real driver at run time.
+for lib in "$ROOT"/lib64/lib*.so.*; do
+  base="${lib%%.so.*}.so"
+  [ -e "$base" ] || ln -s "$(basename "$lib")" "$base"
+done
+cargo fetch -q
+CUDARC_VER=$(awk '/^name = "cudarc"/ {getline; gsub(/[version =""]/, ""); print; exit}' Cargo.lock)
+CUDARC_SYS=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-"$CUDARC_VER"/src/driver/sys/mod.rs | head -n 1)
+python3 - "$CUDARC_SYS" "$W/cuda_stub.c" <<'PY'
+import re, sys
+names = sorted(set(re.findall(r"^\s+fn (cu\w+)\(.*;\s*$", open(sys.argv[1]).read(), re.M)))
+open(sys.argv[2], "w").write("".join(f"void {n}(void) {{}}\n" for n in names))
+print(f"check-cuda-build: libcuda stub with {len(names)} driver functions")
+PY
+cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib64/libcuda.so" "$W/cuda_stub.c"
 export CUDA_ROOT="$ROOT" CUDA_PATH="$ROOT" CUDA_HOME="$ROOT" CUDA_TOOLKIT_ROOT_DIR="$ROOT"
 export PATH="$ROOT/bin:$PATH" CUDA_COMPUTE_CAP="$CAP"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda-check}"
