@@ -36,7 +36,7 @@ pub struct ImportArgs {
     /// `backbone.` or `module.` on every name is stripped).
     #[arg(long)]
     pub torch_backbone: PathBuf,
-    /// Backbone architecture.
+    /// Backbone architecture: resnet18 (CIFAR stem) or resnet18_imagenet (torchvision's 7x7 stem + max-pool).
     #[arg(long, default_value = "resnet18")]
     pub arch: Arch,
     /// Width of the first stage (64 for torchvision's resnet18).
@@ -73,7 +73,7 @@ pub struct FeaturesArgs {
 /// `kaizen init-model`: write a freshly initialised backbone checkpoint.
 #[derive(Args, Debug)]
 pub struct InitModelArgs {
-    /// Backbone architecture.
+    /// Backbone architecture: resnet18 (CIFAR stem) or resnet18_imagenet (torchvision's 7x7 stem + max-pool).
     #[arg(long, default_value = "resnet18")]
     pub arch: Arch,
     /// Width of the first stage (the paper uses 64).

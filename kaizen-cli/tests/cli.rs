@@ -818,3 +818,27 @@ fn bench_reports_step_time_loss_and_peak_memory() {
         );
     }
 }
+
+/// `model.arch = "resnet18_imagenet"` (7x7 stride-2 stem + max-pool) trains, evaluates and exports like the CIFAR
+/// ResNet; an unknown architecture is refused at configuration time.
+#[test]
+fn the_imagenet_resnet_trains_and_exports() {
+    let t = tmp();
+    let dir = t.path().join("run");
+    ok(&smoke_run(&dir, &["--set", "model.arch=resnet18_imagenet"]));
+    let m: serde_json::Value = serde_json::from_str(&read(&dir.join("manifest.json"))).unwrap();
+    assert_eq!(m["network"]["backbone"]["arch"], "resnet18_imagenet");
+    let out = t.path().join("tv.safetensors");
+    let e = ok(&[
+        "export",
+        "--checkpoint",
+        s(&dir.join("checkpoints/task_1.safetensors")),
+        "--out",
+        s(&out),
+    ]);
+    assert!(String::from_utf8_lossy(&e.stdout).contains("resnet18_imagenet width 2"));
+    fails_with(
+        &["run", "--set", "model.arch=resnet50", "--print-config"],
+        "valid: resnet18, resnet18_imagenet",
+    );
+}

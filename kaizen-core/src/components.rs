@@ -39,7 +39,7 @@ impl RunModels {
         device: &Device,
     ) -> Result<Self, CoreError> {
         registry.validate(cfg)?;
-        let spec = NetworkSpec::new(cfg, registry.heads(cfg)?, in_channels, num_classes);
+        let spec = NetworkSpec::new(cfg, registry.heads(cfg)?, in_channels, num_classes)?;
         let online = Online::new(&spec, cfg.seed, device)?;
         let method = registry.method(&cfg.method)?.build(&MethodContext {
             cfg,

@@ -92,7 +92,8 @@ pub struct DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Backbone architecture (`resnet18`).
+    /// Backbone architecture: `resnet18` (CIFAR stem: 3x3 stride 1, no max-pool) or `resnet18_imagenet` (torchvision's
+    /// 7x7 stride-2 stem and max-pool, for large images).
     pub arch: String,
     /// ResNet width w (stages w, 2w, 4w, 8w; 64 = the paper).
     pub width: usize,
@@ -408,10 +409,14 @@ impl ExperimentConfig {
     /// The architecture name and every size that must be at least 1.
     fn validate_sizes(&self) -> Result<(), ConfigError> {
         let m = &self.model;
-        if m.arch != "resnet18" {
+        if m.arch.parse::<kaizen_models::Arch>().is_err() {
             return Err(bad(
                 "model.arch",
-                format!("unknown architecture `{}`; valid: resnet18", m.arch),
+                format!(
+                    "unknown architecture `{}`; valid: {}",
+                    m.arch,
+                    kaizen_models::Arch::NAMES.join(", ")
+                ),
             ));
         }
         for (k, v) in [

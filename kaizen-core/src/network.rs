@@ -9,7 +9,7 @@ use crate::config::ExperimentConfig;
 use crate::error::CoreError;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use kaizen_models::{Arch, BnMode, Layer, Mlp, MlpConfig, ResNet, ResNetConfig};
+use kaizen_models::{BnMode, Layer, Mlp, MlpConfig, ResNet, ResNetConfig};
 use std::collections::HashMap;
 
 /// Prefixes of the online model's parts, as stored in the `VarMap` and in checkpoints.
@@ -67,10 +67,10 @@ impl NetworkSpec {
         heads: Heads,
         in_channels: usize,
         num_classes: usize,
-    ) -> Self {
+    ) -> Result<Self, CoreError> {
         let m = &cfg.model;
         let backbone = ResNetConfig {
-            arch: Arch::ResNet18,
+            arch: m.arch.parse()?,
             width: m.width,
             in_channels,
             stem_padding: m.stem_padding,
@@ -110,13 +110,13 @@ impl NetworkSpec {
             batch_norm: true,
             input_norm: false,
         };
-        Self {
+        Ok(Self {
             backbone,
             projector,
             predictor,
             classifier,
             distill_predictor,
-        }
+        })
     }
 
     /// Feature size of the backbone.

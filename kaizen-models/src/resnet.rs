@@ -1,6 +1,9 @@
-//! CIFAR ResNet-18 with a width multiplier and torchvision tensor names.
+//! ResNet-18 with a width multiplier and torchvision tensor names, with the CIFAR stem (`resnet18`) or the ImageNet
+//! stem (`resnet18_imagenet`).
 //!
-//! Layout: `conv1` 3x3 stride 1 (padding `stem_padding`) -> `bn1` -> ReLU (no max-pool), then `layer1..layer4`, two
+//! Layout: `conv1` 3x3 stride 1 (padding `stem_padding`) -> `bn1` -> ReLU (no max-pool) for `resnet18`; `conv1` 7x7
+//! stride 2 padding 3 -> `bn1` -> ReLU -> 3x3 max-pool stride 2 padding 1 for `resnet18_imagenet` (torchvision's
+//! `resnet18` exactly, at width 64, 224x224 inputs giving 7x7 planes before the pool); then `layer1..layer4`, two
 //! `BasicBlock`s each, widths `w, 2w, 4w, 8w`, first-block strides `1, 2, 2, 2`, a 1x1 conv + BN shortcut
 //! (`downsample.0`, `downsample.1`) wherever the shape changes, and a global average pool: `(B, C, H, W) -> (B, 8w)`.
 //! At `width = 64`, `in_channels = 3` the tensors are exactly torchvision's `resnet18` with the CIFAR stem
@@ -21,9 +24,17 @@ use crate::ops;
 /// Backbone architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Arch {
-    /// CIFAR ResNet-18 (`"resnet18"` in configs and on the command line).
+    /// CIFAR ResNet-18 (`"resnet18"` in configs and on the command line): 3x3 stride-1 stem, no max-pool.
     #[serde(rename = "resnet18")]
     ResNet18,
+    /// ImageNet ResNet-18 (`"resnet18_imagenet"`): 7x7 stride-2 stem and a 3x3 stride-2 max-pool, as torchvision.
+    #[serde(rename = "resnet18_imagenet")]
+    ResNet18ImageNet,
+}
+
+impl Arch {
+    /// Every architecture's name, for help texts and errors.
+    pub const NAMES: [&'static str; 2] = ["resnet18", "resnet18_imagenet"];
 }
 
 impl FromStr for Arch {
@@ -31,9 +42,13 @@ impl FromStr for Arch {
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "resnet18" => Ok(Arch::ResNet18),
+            "resnet18_imagenet" => Ok(Arch::ResNet18ImageNet),
             other => Err(ModelError::Config {
                 key: "arch".into(),
-                reason: format!("unknown architecture `{other}` (known: resnet18)"),
+                reason: format!(
+                    "unknown architecture `{other}` (known: {})",
+                    Arch::NAMES.join(", ")
+                ),
             }),
         }
     }
@@ -43,6 +58,7 @@ impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Arch::ResNet18 => f.write_str("resnet18"),
+            Arch::ResNet18ImageNet => f.write_str("resnet18_imagenet"),
         }
     }
 }
@@ -58,7 +74,7 @@ pub struct ResNetConfig {
     pub width: usize,
     /// Input channels (3 for CIFAR, 1 for Fashion-MNIST).
     pub in_channels: usize,
-    /// Padding of the 3x3 stem convolution (1 keeps the spatial size).
+    /// Padding of the 3x3 stem convolution of `resnet18` (1 keeps the spatial size); the ImageNet stem's is 3.
     pub stem_padding: usize,
 }
 
@@ -202,7 +218,41 @@ impl BasicBlock {
     }
 }
 
-/// CIFAR ResNet-18 backbone (see the module docs for the layout and names).
+/// torchvision's stem max-pool (3x3, stride 2, padding 1) on a non-negative input (it follows a ReLU): padding with
+/// zeros is then the same as PyTorch's padding with -inf, since no window's maximum is below 0. Written as the
+/// element-wise maximum of the nine stride-2 shifted views, because candle's own max-pool has no backward pass for
+/// overlapping windows.
+fn max_pool_3x3_s2_p1(h: &Tensor) -> candle_core::Result<Tensor> {
+    let (_, _, height, width) = h.dims4()?;
+    let (ho, wo) = ((height - 1) / 2 + 1, (width - 1) / 2 + 1);
+    // Pad 1 before and enough after that every shifted view has 2 * out rows / columns.
+    let p = h
+        .pad_with_zeros(2, 1, (2 * ho + 1).saturating_sub(height))?
+        .pad_with_zeros(3, 1, (2 * wo + 1).saturating_sub(width))?;
+    let mut out: Option<Tensor> = None;
+    for di in 0..3 {
+        let rows = every_other(&p.narrow(2, di, 2 * ho)?, 2)?;
+        for dj in 0..3 {
+            let v = every_other(&rows.narrow(3, dj, 2 * wo)?, 3)?;
+            out = Some(match out {
+                None => v,
+                Some(m) => m.maximum(&v)?,
+            });
+        }
+    }
+    out.ok_or_else(|| candle_core::Error::Msg("empty max-pool".into()))
+}
+
+/// Elements 0, 2, 4, ... of dimension `dim` (of even length) of a 4-D tensor.
+fn every_other(x: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
+    let mut dims = x.dims().to_vec();
+    let n = dims[dim] / 2;
+    dims[dim] = n;
+    dims.insert(dim + 1, 2);
+    x.reshape(dims)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+}
+
+/// ResNet-18 backbone (see the module docs for the layout and names).
 #[derive(Clone, Debug)]
 pub struct ResNet {
     cfg: ResNetConfig,
@@ -219,7 +269,11 @@ impl ResNet {
         cfg.validate()?;
         let build = || -> candle_core::Result<Self> {
             let w = cfg.width;
-            let conv1 = Conv::new(cfg.in_channels, w, 3, 1, cfg.stem_padding, vb.pp("conv1"))?;
+            let (k, stride, pad) = match cfg.arch {
+                Arch::ResNet18 => (3, 1, cfg.stem_padding),
+                Arch::ResNet18ImageNet => (7, 2, 3),
+            };
+            let conv1 = Conv::new(cfg.in_channels, w, k, stride, pad, vb.pp("conv1"))?;
             let bn1 = BatchNorm::new(w, vb.pp("bn1"), "bn1")?;
             let mut blocks = Vec::with_capacity(8);
             let mut cin = w;
@@ -264,9 +318,39 @@ impl ResNet {
             );
         }
         let mut h = self.bn1.forward(&self.conv1.forward(x)?, mode, true)?;
+        if self.cfg.arch == Arch::ResNet18ImageNet {
+            h = max_pool_3x3_s2_p1(&h)?;
+        }
         for block in &self.blocks {
             h = block.forward(&h, mode)?;
         }
         h.flatten_from(2)?.mean(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stem_pool_on_a_relu_output_is_torch_s_pool_with_minus_infinity_padding() {
+        let dev = Device::Cpu;
+        let h = Tensor::randn(0f32, 1.0, (2, 3, 9, 8), &dev)
+            .unwrap()
+            .relu()
+            .unwrap();
+        let got = max_pool_3x3_s2_p1(&h).unwrap();
+        // PyTorch pads with -inf: build that padding explicitly.
+        let inf = |dims: (usize, usize, usize, usize)| {
+            Tensor::full(f32::NEG_INFINITY, dims, &dev).unwrap()
+        };
+        let rows = Tensor::cat(&[&inf((2, 3, 1, 8)), &h, &inf((2, 3, 1, 8))], 2).unwrap();
+        let padded = Tensor::cat(&[&inf((2, 3, 11, 1)), &rows, &inf((2, 3, 11, 1))], 3).unwrap();
+        let want = padded.max_pool2d_with_stride((3, 3), (2, 2)).unwrap();
+        assert_eq!(got.dims(), [2, 3, 5, 4]);
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            want.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 }
