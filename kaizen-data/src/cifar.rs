@@ -1,4 +1,5 @@
-//! CIFAR-10 / CIFAR-100 binary-version readers.
+//! CIFAR-10 / CIFAR-100 readers: the binary version (below) and the python version torchvision downloads
+//! ([`crate::cifar_python`]); [`load_cifar`] finds either under `--data-root`.
 //!
 //! * CIFAR-10 (`cifar-10-binary.tar.gz` → `cifar-10-batches-bin/`): `data_batch_1.bin` … `data_batch_5.bin`
 //!   (train) and `test_batch.bin` (test); records of 1 label byte (0..10) + 3072 pixel bytes.
@@ -260,9 +261,44 @@ pub fn hint(name: DatasetName) -> String {
         _ => "data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
     };
     format!(
-        "point --data-root at the `{dir}` folder (holding {files}) or its parent; get the binary version from {url} \
-         and unpack it with `tar xzf`"
+        "point --data-root at the `{dir}` folder (holding {files}) or the `{py}` folder torchvision downloads, or their \
+         parent; get the binary version from {url} and unpack it with `tar xzf`",
+        py = python_folder(name)
     )
+}
+
+/// On-disk format of a CIFAR folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CifarFormat {
+    /// The binary version (`cifar-10-batches-bin`, `cifar-100-binary`).
+    Binary,
+    /// The python version, pickled dicts of numpy arrays (`cifar-10-batches-py`, `cifar-100-python`).
+    Python,
+}
+
+/// The folder the official python tarball unpacks to.
+fn python_folder(name: DatasetName) -> &'static str {
+    match name {
+        DatasetName::Cifar100 => "cifar-100-python",
+        _ => "cifar-10-batches-py",
+    }
+}
+
+/// The python version's (train, test) file names.
+fn python_files(name: DatasetName) -> (Vec<&'static str>, Vec<&'static str>) {
+    match name {
+        DatasetName::Cifar100 => (vec!["train"], vec!["test"]),
+        _ => (
+            vec![
+                "data_batch_1",
+                "data_batch_2",
+                "data_batch_3",
+                "data_batch_4",
+                "data_batch_5",
+            ],
+            vec!["test_batch"],
+        ),
+    }
 }
 
 fn files(name: DatasetName) -> (Vec<&'static str>, Vec<&'static str>) {
@@ -281,7 +317,27 @@ fn files(name: DatasetName) -> (Vec<&'static str>, Vec<&'static str>) {
     }
 }
 
-/// Finds the folder under `root` that holds the dataset's files (`root` itself or the archive folder).
+/// Finds the folder under `root` that holds the dataset's files in either format: `root` itself or the binary
+/// archive folder (binary files), then `root` or the python archive folder (python files).
+pub fn find_dir_any(name: DatasetName, root: &Path) -> Result<(PathBuf, CifarFormat)> {
+    let (py_train, py_test) = python_files(name);
+    for c in [root.to_path_buf(), root.join(python_folder(name))] {
+        if py_train
+            .iter()
+            .chain(py_test.iter())
+            .all(|f| c.join(f).is_file())
+        {
+            let binary = find_dir(name, root);
+            if let Ok(dir) = binary {
+                return Ok((dir, CifarFormat::Binary));
+            }
+            return Ok((c, CifarFormat::Python));
+        }
+    }
+    Ok((find_dir(name, root)?, CifarFormat::Binary))
+}
+
+/// Finds the folder under `root` that holds the dataset's binary files (`root` itself or the archive folder).
 pub fn find_dir(name: DatasetName, root: &Path) -> Result<PathBuf> {
     let (dir, _) = archive(name);
     let (train, test) = files(name);
@@ -324,13 +380,16 @@ pub fn find_dir(name: DatasetName, root: &Path) -> Result<PathBuf> {
     })
 }
 
-fn read_split(dir: &Path, names: &[&str], kind: CifarKind) -> Result<Split> {
+fn read_split(dir: &Path, names: &[&str], kind: CifarKind, format: CifarFormat) -> Result<Split> {
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for n in names {
         let p = dir.join(n);
         let bytes = std::fs::read(&p).map_err(|e| DataError::io(&p, e))?;
-        let (px, lb) = parse_cifar(&bytes, kind, &p)?;
+        let (px, lb) = match format {
+            CifarFormat::Binary => parse_cifar(&bytes, kind, &p)?,
+            CifarFormat::Python => crate::cifar_python::parse_cifar_python(&bytes, kind, &p)?,
+        };
         pixels.extend_from_slice(&px);
         labels.extend_from_slice(&lb);
     }
@@ -345,10 +404,14 @@ fn read_split(dir: &Path, names: &[&str], kind: CifarKind) -> Result<Split> {
     )
 }
 
-/// Loads CIFAR-10 or CIFAR-100 (binary version) from `root` or `root/<archive folder>`.
+/// Loads CIFAR-10 or CIFAR-100 from `root` or `root/<archive folder>`, in the binary or the python version (the
+/// binary one when both are there).
 pub fn load_cifar(name: DatasetName, root: &Path) -> Result<Dataset> {
-    let dir = find_dir(name, root)?;
-    let (train, test) = files(name);
+    let (dir, format) = find_dir_any(name, root)?;
+    let (train, test) = match format {
+        CifarFormat::Binary => files(name),
+        CifarFormat::Python => python_files(name),
+    };
     let (kind, names): (CifarKind, Vec<String>) = match name {
         DatasetName::Cifar100 => (
             CifarKind::Cifar100,
@@ -359,7 +422,7 @@ pub fn load_cifar(name: DatasetName, root: &Path) -> Result<Dataset> {
             CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
         ),
     };
-    let tr = read_split(&dir, &train, kind)?;
-    let te = read_split(&dir, &test, kind)?;
+    let tr = read_split(&dir, &train, kind, format)?;
+    let te = read_split(&dir, &test, kind, format)?;
     Dataset::from_splits(name.as_str(), names, tr, te, &dir)
 }

@@ -1,7 +1,7 @@
 //! kaizen-data: real image datasets, the class-incremental task stream, labelled replay and fast,
 //! seeded two-view augmentation for kaizen-rs.
 //!
-//! * Readers ([`load_dataset`]): IDX (MNIST / Fashion-MNIST, gzipped or not), CIFAR-10/100 binary, image
+//! * Readers ([`load_dataset`]): IDX (MNIST / Fashion-MNIST, gzipped or not), CIFAR-10/100 (binary and python versions), image
 //!   folders, and the embedded `fashion-mnist-mini` subset (no files needed). Every reader validates its
 //!   input and names the offending file in its [`DataError`].
 //! * [`TaskStream`]: classes cut into tasks from a seeded or explicit class order; [`labelled_mask`]: the
@@ -16,6 +16,7 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod cifar_python;
 pub mod dataset;
 pub mod embedded;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod idx;
 pub mod image_folder;
 pub mod loader;
 mod name;
+pub mod pickle;
 pub mod replay;
 pub mod rng;
 pub mod stream;
