@@ -93,12 +93,14 @@ fn numpy_u8_matrix(v: &Value, path: &Path) -> Result<(usize, Vec<u8>)> {
     let data = s[3]
         .latin1_bytes()
         .ok_or_else(|| bad("has no raw byte payload"))?;
-    let rows = shape[0] as usize;
-    if data.len() != rows * PIXELS {
+    let rows = usize::try_from(shape[0]).map_err(|_| bad("has a negative row count"))?;
+    let expected = rows
+        .checked_mul(PIXELS)
+        .ok_or_else(|| bad(&format!("has {rows} rows, more than memory can hold")))?;
+    if data.len() != expected {
         return Err(bad(&format!(
-            "holds {} bytes for shape ({rows}, {PIXELS}) = {} bytes",
-            data.len(),
-            rows * PIXELS
+            "holds {} bytes for shape ({rows}, {PIXELS}) = {expected} bytes",
+            data.len()
         )));
     }
     Ok((rows, data))
@@ -148,6 +150,16 @@ pub fn parse_cifar_python(
             let fine = labels(&root, "fine_labels", 100, path)?;
             if root.get("coarse_labels").is_some() {
                 let coarse = labels(&root, "coarse_labels", 20, path)?;
+                if coarse.len() != fine.len() {
+                    return Err(DataError::bad(
+                        path,
+                        format!(
+                            "{} fine labels but {} coarse labels",
+                            fine.len(),
+                            coarse.len()
+                        ),
+                    ));
+                }
                 if let Some(i) = (0..fine.len().min(coarse.len()))
                     .find(|&i| CIFAR100_FINE_TO_COARSE[usize::from(fine[i])] != coarse[i] as u8)
                 {

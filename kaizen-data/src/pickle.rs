@@ -1,8 +1,9 @@
 //! A minimal, safe reader of Python pickles: it parses the opcode stream into a tree of values and never executes
 //! anything. A class reference (`GLOBAL`) becomes a name, a call (`REDUCE`) a node holding that name and its
 //! arguments, and `BUILD` attaches the state to that node. The caller decides which names it accepts
-//! (e.g. numpy's array reconstructor). Supports protocols 0 to 5 as far as plain data needs: dicts, lists, tuples,
-//! ints, bools, None, floats, str, bytes, the memo, marks and frames. Any other opcode is an error naming it and
+//! (e.g. numpy's array reconstructor). Reads the binary opcodes of protocols 1 to 5 as far as plain data needs:
+//! dicts, lists, tuples, ints, bools, None, floats, str, bytes, the memo, marks and frames (protocol 0's text
+//! opcodes `I`, `L`, `S`, `V`, `F`, `p`, `g` are refused). Any other opcode is an error naming it and
 //! its offset. Sizes are checked against the bytes left before anything is allocated.
 
 use std::rc::Rc;
@@ -137,6 +138,9 @@ struct Reader<'a> {
     pos: usize,
     stack: Vec<Item>,
     memo: std::collections::HashMap<u64, (Value, u32)>,
+    /// Items copied so far when a container shared with the memo was updated (copy on write); bounded so that a
+    /// pickle re-extending a memoized container cannot make the work and memory grow with the square of its size.
+    copied: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -258,24 +262,41 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn set_items(&mut self, new: Vec<(Value, Value)>, child: u32) -> Result<(), PickleError> {
-        match self.top(child)? {
-            Value::Dict(d) => {
-                Rc::make_mut(d).extend(new);
-                Ok(())
+    /// Count the items a copy-on-write update of a shared container copies; an error past twice the input's size.
+    fn charge_copy(&mut self, shared: bool, len: usize) -> Result<(), PickleError> {
+        if shared {
+            self.copied = self.copied.saturating_add(len);
+            if self.copied > 2 * self.b.len() + 1024 {
+                return self.err(
+                    "memoized containers are updated over and over (not a plain-data pickle)",
+                );
             }
-            _ => self.err("SETITEM(S) on something that is not a dict"),
         }
+        Ok(())
+    }
+
+    fn set_items(&mut self, new: Vec<(Value, Value)>, child: u32) -> Result<(), PickleError> {
+        let (shared, len) = match self.top(child)? {
+            Value::Dict(d) => (Rc::strong_count(d) > 1, d.len()),
+            _ => return self.err("SETITEM(S) on something that is not a dict"),
+        };
+        self.charge_copy(shared, len)?;
+        if let Value::Dict(d) = self.top(child)? {
+            Rc::make_mut(d).extend(new);
+        }
+        Ok(())
     }
 
     fn extend_list(&mut self, new: Vec<Value>, child: u32) -> Result<(), PickleError> {
-        match self.top(child)? {
-            Value::List(l) => {
-                Rc::make_mut(l).extend(new);
-                Ok(())
-            }
-            _ => self.err("APPEND(S) on something that is not a list"),
+        let (shared, len) = match self.top(child)? {
+            Value::List(l) => (Rc::strong_count(l) > 1, l.len()),
+            _ => return self.err("APPEND(S) on something that is not a list"),
+        };
+        self.charge_copy(shared, len)?;
+        if let Value::List(l) = self.top(child)? {
+            Rc::make_mut(l).extend(new);
         }
+        Ok(())
     }
 
     fn bytes(&mut self, n: usize) -> Result<Value, PickleError> {
@@ -301,8 +322,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Store the top value in the memo (a snapshot: later in-place updates of it are not seen through the memo,
-    /// which the plain-data pickles read here never rely on).
+    /// Store the top value in the memo. A snapshot: later updates of the stack's value (SETITEMS, APPENDS, BUILD)
+    /// are not seen through the memo. Pickles that fetch a container from the memo after filling it (e.g. a second
+    /// array reusing a memoized, BUILT dtype) therefore see its earlier state; the CIFAR batches read here do not.
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
         let (v, d) = match self.stack.last() {
             Some(Item::Val(v, d)) => (v.clone(), *d),
@@ -513,6 +535,7 @@ pub fn parse(bytes: &[u8]) -> Result<Value, PickleError> {
         pos: 0,
         stack: Vec::new(),
         memo: std::collections::HashMap::new(),
+        copied: 0,
     };
     while !r.step()? {}
     let v = r.pop()?;

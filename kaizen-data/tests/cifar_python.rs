@@ -124,6 +124,16 @@ fn bad_or_hostile_pickles_are_errors_naming_the_file() {
     deep.push(b'.');
     let e = pickle::parse(&deep).unwrap_err().to_string();
     assert!(e.contains("deeper than 100"), "{e}");
+    // A memoized list fetched and re-extended over and over would cost the square of the file's size.
+    let mut quad = b"\x80\x02](".to_vec();
+    quad.extend(std::iter::repeat_n(b'N', 20_000));
+    quad.extend_from_slice(b"eq\x00");
+    for _ in 0..20_000 {
+        quad.extend_from_slice(b"h\x00(e");
+    }
+    quad.push(b'.');
+    let e = pickle::parse(&quad).unwrap_err().to_string();
+    assert!(e.contains("over and over"), "{e}");
     let mut ok = b"N".to_vec();
     ok.extend(std::iter::repeat_n(0x85u8, 100));
     ok.push(b'.');

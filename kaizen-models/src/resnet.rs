@@ -3,7 +3,8 @@
 //!
 //! Layout: `conv1` 3x3 stride 1 (padding `stem_padding`) -> `bn1` -> ReLU (no max-pool) for `resnet18`; `conv1` 7x7
 //! stride 2 padding 3 -> `bn1` -> ReLU -> 3x3 max-pool stride 2 padding 1 for `resnet18_imagenet` (torchvision's
-//! `resnet18` exactly, at width 64, 224x224 inputs giving 7x7 planes before the pool); then `layer1..layer4`, two
+//! `resnet18` exactly, at width 64: 224x224 inputs give 112x112 after the stem, 56x56 after the max-pool and 7x7
+//! before the global average pool); then `layer1..layer4`, two
 //! `BasicBlock`s each, widths `w, 2w, 4w, 8w`, first-block strides `1, 2, 2, 2`, a 1x1 conv + BN shortcut
 //! (`downsample.0`, `downsample.1`) wherever the shape changes, and a global average pool: `(B, C, H, W) -> (B, 8w)`.
 //! At `width = 64`, `in_channels = 3` the tensors are exactly torchvision's `resnet18` with the CIFAR stem

@@ -50,9 +50,32 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// A path in an `#SBATCH` line: `%` doubled (Slurm's filename patterns), double-quoted when it has spaces.
+fn sbatch_path(p: &str) -> String {
+    let p = p.replace('%', "%%");
+    if p.contains(char::is_whitespace) {
+        format!("\"{p}\"")
+    } else {
+        p
+    }
+}
+
+/// A Kubernetes memory quantity from Slurm's syntax: `8G` / `8GB` -> `8Gi`, `512M` -> `512Mi`, a bare number in MB
+/// (Slurm's default unit) -> `Mi`.
+fn k8s_memory(mem: &str) -> String {
+    let m = mem.trim().trim_end_matches(['B', 'b']);
+    match m.chars().last() {
+        Some(u @ ('K' | 'k' | 'M' | 'm' | 'G' | 'g' | 'T' | 't')) => {
+            format!("{}{}i", &m[..m.len() - 1], u.to_ascii_uppercase())
+        }
+        _ => format!("{m}Mi"),
+    }
+}
+
 /// A Slurm batch script submitting the sweep as one job array.
 pub fn slurm(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
     let d = dir.display();
+    let logs = sbatch_path(&format!("{d}/logs/%a.out")).replace("%%a.out", "%a.out");
     let mut s = format!(
         "#!/bin/bash\n\
          # kaizen sweep of {runs} runs in {d}: submit with `sbatch {d}/sweep.slurm`, collect with\n\
@@ -62,7 +85,7 @@ pub fn slurm(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
          #SBATCH --cpus-per-task={cpus}\n\
          #SBATCH --mem={mem}\n\
          #SBATCH --time={time}\n\
-         #SBATCH --output={d}/logs/%a.out\n\
+         #SBATCH --output={logs}\n\
          #SBATCH --open-mode=append\n\
          #SBATCH --requeue\n\
          #SBATCH --signal=USR1@{sig}\n",
@@ -81,6 +104,8 @@ pub fn slurm(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
     }
     s.push_str(&format!(
         "\nexport RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-{cpus}}}\"\n\
+         # srun does not inherit --cpus-per-task on every Slurm version: give the step all of the task's CPUs.\n\
+         export SRUN_CPUS_PER_TASK=\"${{SLURM_CPUS_PER_TASK:-{cpus}}}\"\n\
          # srun makes the worker a job step, so --signal reaches it; on SIGUSR1 / SIGTERM it checkpoints and exits 130.\n\
          srun {cmd}\n\
          rc=$?\n\
@@ -106,7 +131,8 @@ pub fn k8s(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
     let device = if r.gpus > 0 { "cuda" } else { "cpu" };
     format!(
         "# kaizen sweep of {runs} runs in {d}: `kubectl apply -f` this file; each pod gets JOB_COMPLETION_INDEX.\n\
-         # The volume claim `{pvc}` must hold the sweep directory at the same path. Re-applying is safe.\n\
+         # The volume claim `{pvc}` must hold the sweep directory at the same path. To run it again (finished runs\n\
+         # exit at once, interrupted ones resume), delete the finished Job first: kubectl delete job kaizen-sweep\n\
          apiVersion: batch/v1\n\
          kind: Job\n\
          metadata:\n\
@@ -131,9 +157,9 @@ pub fn k8s(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
          \x20         resources:\n\
          \x20           requests:\n\
          \x20             cpu: \"{cpus}\"\n\
-         \x20             memory: {mem}i\n\
+         \x20             memory: {mem}\n\
          \x20           limits:\n\
-         \x20             memory: {mem}i{gpu}\n\
+         \x20             memory: {mem}{gpu}\n\
          \x20         volumeMounts:\n\
          \x20           - name: runs\n\
          \x20             mountPath: {d:?}\n\
@@ -145,23 +171,28 @@ pub fn k8s(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
         sig = r.signal_seconds,
         image = r.image,
         cpus = r.cpus,
-        mem = r.mem,
+        mem = k8s_memory(&r.mem),
         pvc = r.pvc,
     )
 }
 
-/// A local shell script running every index with `xargs -P`.
+/// A local shell script running every index with `xargs -P`. The index reaches the worker as the inner script's
+/// `$1` (not substituted into its text), so any sweep path quotes correctly.
 pub fn shell(kaizen: &str, dir: &Path, runs: usize, r: &Resources) -> String {
     let d = shell_quote(&dir.display().to_string());
+    let inner = format!(
+        "KAIZEN_INDEX=\"$1\" {} >> {d}/logs/\"$1\".out 2>&1",
+        worker_cmd(kaizen, dir, r)
+    );
     format!(
         "#!/bin/sh\n\
          # kaizen sweep of {runs} runs in {d}, {parallel} at a time on this machine; rerun to continue.\n\
          mkdir -p {d}/logs\n\
-         seq 0 {last} | xargs -P {parallel} -I{{}} sh -c 'KAIZEN_INDEX={{}} {cmd} >> {d}/logs/{{}}.out 2>&1'\n\
+         seq 0 {last} | xargs -P {parallel} -I{{}} sh -c {inner} sh {{}}\n\
          exec {kaizen} sweep collect {d}\n",
         parallel = r.parallel.max(1),
         last = runs.saturating_sub(1),
-        cmd = worker_cmd(kaizen, dir, r).replace('\'', r"'\''"),
+        inner = shell_quote(&inner),
         kaizen = shell_quote(kaizen),
     )
 }
@@ -202,7 +233,17 @@ mod tests {
             assert!(s.contains(line), "missing {line:?} in\n{s}");
         }
         assert!(!s.contains("--gres"));
+        assert!(s.contains("export SRUN_CPUS_PER_TASK="), "{s}");
         let g = slurm("/opt/kaizen", Path::new("/scratch/my sw"), 1, &res(1));
+        assert!(
+            g.contains("#SBATCH --output=\"/scratch/my sw/logs/%a.out\"\n"),
+            "{g}"
+        );
+        let pct = slurm("/opt/kaizen", Path::new("/scratch/50%"), 1, &res(0));
+        assert!(
+            pct.contains("#SBATCH --output=/scratch/50%%/logs/%a.out\n"),
+            "{pct}"
+        );
         assert!(g.contains("#SBATCH --array=0-0%3\n") && g.contains("#SBATCH --gres=gpu:1\n"));
         assert!(
             g.contains("sweep worker '/scratch/my sw' --device cuda"),
@@ -228,15 +269,26 @@ mod tests {
         }
         let sh = shell("/opt/kaizen", Path::new("/tmp/sw"), 5, &res(0));
         assert!(
-            sh.contains(
-                "seq 0 4 | xargs -P 3 -I{} sh -c 'KAIZEN_INDEX={} /opt/kaizen sweep worker /tmp/sw"
-            ),
+            sh.contains(r#"seq 0 4 | xargs -P 3 -I{} sh -c 'KAIZEN_INDEX="$1" /opt/kaizen sweep worker /tmp/sw"#),
             "{sh}"
         );
-        assert!(sh.contains(">> /tmp/sw/logs/{}.out 2>&1'"), "{sh}");
+        assert!(
+            sh.contains(r#">> /tmp/sw/logs/"$1".out 2>&1' sh {}"#),
+            "{sh}"
+        );
         assert!(
             sh.ends_with("exec /opt/kaizen sweep collect /tmp/sw\n"),
             "{sh}"
         );
+        // A path with a space stays one word at both levels of quoting.
+        let odd = shell("/opt/kaizen", Path::new("/tmp/my sw"), 1, &res(0));
+        assert!(
+            odd.contains(r#"worker '\''/tmp/my sw'\'' --device"#),
+            "{odd}"
+        );
+        assert_eq!(k8s_memory("16GB"), "16Gi");
+        assert_eq!(k8s_memory("512M"), "512Mi");
+        assert_eq!(k8s_memory("8192"), "8192Mi");
+        assert!(k.contains("kubectl delete job kaizen-sweep"));
     }
 }

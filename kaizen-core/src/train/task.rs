@@ -164,7 +164,8 @@ impl Trainer<'_> {
             steps_per_epoch: setup.steps_per_epoch,
             seed: self.cfg.seed,
         };
-        let batches = plan.batches(t, e, self.counters.step_in_epoch);
+        let batches_from = self.counters.step_in_epoch;
+        let batches = plan.batches(t, e, batches_from);
         let data = self.data.clone();
         let stream = prefetch(
             &data.train,
@@ -202,31 +203,52 @@ impl Trainer<'_> {
                 return Ok(Some(path));
             }
         }
-        let means: Vec<TermValue> = sums
-            .iter()
-            .map(|(k, (s, n))| TermValue {
-                term: k,
-                value: s / *n as f64,
-            })
-            .collect();
-        let seconds = epoch_start.elapsed().as_secs_f64();
-        self.log_json(&serde_json::json!({"event": "epoch", "task": t, "epoch": e,
-            "loss": means.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
-            "seconds": seconds}))?;
-        let rows = scalar_rows("epoch", t, e, None, means.iter().map(|x| (x.term, x.value)));
-        self.log_scalars(&rows)?;
-        sink.event(&Event::EpochEnd {
-            task: t,
-            epoch: e,
-            terms: means,
-            seconds,
-        });
+        self.log_epoch(t, e, batches_from, &sums, epoch_start, sink)?;
         self.counters.epoch += 1;
         self.counters.step_in_epoch = 0;
         if self.counters.epoch < self.cfg.train.epochs {
             self.save_latest(sink)?;
         }
         Ok(None)
+    }
+
+    /// The epoch line of `metrics.jsonl` and `scalars.csv` and the progress event. A resumed epoch's means cover
+    /// only the steps of this attempt: say so (`partial`), and log nothing when the attempt ran no step of it
+    /// (stopped right after its last step).
+    fn log_epoch(
+        &mut self,
+        t: usize,
+        e: usize,
+        first: usize,
+        sums: &BTreeMap<&'static str, (f64, usize)>,
+        epoch_start: Instant,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), CoreError> {
+        let steps = self.counters.step_in_epoch - first;
+        if steps > 0 {
+            let means: Vec<TermValue> = sums
+                .iter()
+                .map(|(k, (s, n))| TermValue {
+                    term: k,
+                    value: s / *n as f64,
+                })
+                .collect();
+            let seconds = epoch_start.elapsed().as_secs_f64();
+            let partial = first > 0;
+            self.log_json(&serde_json::json!({"event": "epoch", "task": t, "epoch": e,
+                "loss": means.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
+                "seconds": seconds, "steps": steps, "partial": partial}))?;
+            let event = if partial { "epoch_partial" } else { "epoch" };
+            let rows = scalar_rows(event, t, e, None, means.iter().map(|x| (x.term, x.value)));
+            self.log_scalars(&rows)?;
+            sink.event(&Event::EpochEnd {
+                task: t,
+                epoch: e,
+                terms: means,
+                seconds,
+            });
+        }
+        Ok(())
     }
 
     /// Counters, the step log, the checkpoint cadence and the stop check after one step. Returns the
@@ -252,6 +274,15 @@ impl Trainer<'_> {
                 "loss": terms.iter().map(|x| (x.term, x.value)).collect::<BTreeMap<_, _>>(),
                 "images_per_s": ips}),
             )?;
+            let values = terms.iter().map(|x| (x.term, x.value));
+            let rows = scalar_rows(
+                "step",
+                pos.task,
+                e,
+                Some(pos.step_in_task),
+                values.chain([("lr", pos.lr)]),
+            );
+            self.log_scalars(&rows)?;
         }
         sink.event(&Event::Step {
             task: pos.task,
