@@ -2,7 +2,9 @@
 # End-to-end test of `kaizen sweep` on a real, single-node Slurm started here (no cgroups, no accounting):
 # installs slurm-wlm + munge with apt-get when missing, starts munged, slurmctld and slurmd on localhost with a
 # throwaway config, plans configs/sweeps/smoke.toml, submits the emitted job array with `sbatch --wait`, collects,
-# checks that every run finished, and stops the daemons it started (by their pids) however it exits.
+# checks that every run finished and that a resubmission does nothing, then preempts a longer run with SIGUSR1 and
+# checks that it is requeued and resumes to the uninterrupted run's summary; stops the daemons it started (by their
+# pids) however it exits.
 #
 #   bash scripts/slurm-local.sh [path/to/kaizen]      (default: target/release/kaizen; needs root)
 #
@@ -103,3 +105,39 @@ done
 sbatch --wait "$SW/sweep.slurm" >/dev/null || fail "resubmission"
 grep -q "already finished" "$SW/logs/0.out" || fail "the resubmitted task did not see its finished run"
 echo "slurm-local: OK: $N runs through a Slurm job array, collected; resubmission idempotent"
+
+# Preemption: a longer run is sent SIGUSR1 (what --signal=USR1@N does before the time limit) while it trains; the
+# worker checkpoints and exits 130, the script requeues the task, and the requeued task resumes to the numbers of
+# the same run done without interruption.
+cat > "$D/long.toml" <<GRID
+preset = "smoke"
+seeds = [3]
+strategies = ["kaizen"]
+[set]
+"train.epochs" = 40
+GRID
+LONG="$D/long"
+"$KAIZEN" sweep plan --grid "$D/long.toml" --out "$LONG" >/dev/null || fail "plan (long)"
+"$KAIZEN" sweep emit slurm "$LONG" --cpus 1 --mem 1G --time 00:10:00 >/dev/null || fail "emit (long)"
+RUN="$LONG/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["runs"][0]["dir"])' "$LONG/sweep.json")"
+JOB=$(sbatch --parsable "$LONG/sweep.slurm") || fail "sbatch (long)"
+for _ in $(seq 600); do [ -f "$RUN/checkpoints/latest.safetensors" ] && break; sleep 0.1; done
+[ -f "$RUN/checkpoints/latest.safetensors" ] || fail "the long run never checkpointed"
+scancel --signal=USR1 "${JOB}_0" || fail "scancel --signal=USR1"
+# Slurm holds a requeued job back for a while (BeginTime); let it start at once.
+for _ in $(seq 1200); do
+  [ -f "$RUN/summary.json" ] && break
+  if squeue -h -j "$JOB" -o %T 2>/dev/null | grep -q PENDING; then
+    scontrol update JobId="$JOB" StartTime=now >/dev/null 2>&1 || true
+  fi
+  sleep 0.25
+done
+[ -f "$RUN/summary.json" ] || fail "the signalled task was not requeued to completion"
+grep -q "resuming" "$LONG/logs/0.out" || fail "the requeued task did not resume (log: $(tail -3 "$LONG/logs/0.out"))"
+# The same run without interruption, outside Slurm, for the numbers.
+REF="$D/ref"
+"$KAIZEN" sweep plan --grid "$D/long.toml" --out "$REF" >/dev/null
+# Same thread count as the Slurm task (--cpus 1): results are bit-identical for a fixed thread count.
+RAYON_NUM_THREADS=1 "$KAIZEN" sweep worker "$REF" --index 0 --quiet >/dev/null 2>&1 || fail "reference run"
+cmp -s "$RUN/summary.json" "$REF/${RUN#"$LONG"/}/summary.json" || fail "the requeued run's summary differs from the uninterrupted run's"
+echo "slurm-local: OK: SIGUSR1 -> checkpoint, exit 130, requeue, resume to the uninterrupted run's summary"
