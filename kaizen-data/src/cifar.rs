@@ -162,6 +162,15 @@ impl CifarKind {
     }
 }
 
+/// One CIFAR image stored as three 32x32 planes (R, G, B; both CIFAR versions store them so) written as HWC.
+pub(crate) fn planes_to_hwc(planes: &[u8], out: &mut [u8]) {
+    for p in 0..1024 {
+        out[3 * p] = planes[p];
+        out[3 * p + 1] = planes[1024 + p];
+        out[3 * p + 2] = planes[2048 + p];
+    }
+}
+
 /// Parses the records of one CIFAR binary file into `(HWC pixels, labels)` (fine labels for CIFAR-100).
 pub fn parse_cifar(bytes: &[u8], kind: CifarKind, path: &Path) -> Result<(Vec<u8>, Vec<u16>)> {
     let rec = kind.label_bytes() + PIXELS;
@@ -229,12 +238,7 @@ pub fn parse_cifar(bytes: &[u8], kind: CifarKind, path: &Path) -> Result<(Vec<u8
         };
         labels.push(label as u16);
         let planes = &r[kind.label_bytes()..];
-        let out = &mut pixels[i * PIXELS..(i + 1) * PIXELS];
-        for p in 0..1024 {
-            out[3 * p] = planes[p];
-            out[3 * p + 1] = planes[1024 + p];
-            out[3 * p + 2] = planes[2048 + p];
-        }
+        planes_to_hwc(planes, &mut pixels[i * PIXELS..(i + 1) * PIXELS]);
     }
     Ok((pixels, labels))
 }

@@ -4,7 +4,7 @@
 //! never executed ([`crate::pickle`]): only numpy's array reconstructors (`_reconstruct`, protocol 5's `_frombuffer`),
 //! `numpy.dtype` and `_codecs.encode` are accepted as names, and anything else is an error naming the file.
 
-use crate::cifar::{CifarKind, CIFAR100_FINE_TO_COARSE};
+use crate::cifar::{planes_to_hwc, CifarKind, CIFAR100_FINE_TO_COARSE};
 use crate::error::{DataError, Result};
 use crate::pickle::{self, Value};
 use std::path::Path;
@@ -186,11 +186,7 @@ pub fn parse_cifar_python(
         .chunks_exact(PIXELS)
         .zip(pixels.chunks_exact_mut(PIXELS))
     {
-        for p in 0..1024 {
-            out[3 * p] = src[p];
-            out[3 * p + 1] = src[1024 + p];
-            out[3 * p + 2] = src[2048 + p];
-        }
+        planes_to_hwc(src, out);
     }
     Ok((pixels, labels))
 }
