@@ -51,7 +51,9 @@ pub struct RunArgs {
         conflicts_with = "seed"
     )]
     pub seeds: Vec<u64>,
-    /// Dataset (fashion-mnist-mini, fashion-mnist, mnist, cifar10, cifar100, image-folder).
+    /// Dataset: fashion-mnist-mini (built in), fashion-mnist, mnist, cifar10, cifar100, image-folder (any image
+    /// sizes, streamed; see data.image_size), or hf:<owner>/<name> (a Hugging Face parquet dataset, read from the
+    /// local hf cache or --data-root; downloaded with the `hub` feature).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Folder with the dataset's files (not needed for fashion-mnist-mini).
@@ -130,9 +132,15 @@ fn resolve(a: &RunArgs) -> Result<ExperimentConfig> {
         r.set(&format!("strategy=\"{s}\""), "--strategy")?;
     }
     if let Some(d) = &a.dataset {
-        d.parse::<kaizen_data::DatasetName>()
-            .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
-        r.set(&format!("data.dataset=\"{d}\""), "--dataset")?;
+        match d.strip_prefix("hf:") {
+            Some(repo) => kaizen_data::hub::check_repo(repo),
+            None => d.parse::<kaizen_data::DatasetName>().map(|_| ()),
+        }
+        .map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
+        r.set(
+            &format!("data.dataset={}", toml::Value::String(d.clone())),
+            "--dataset",
+        )?;
         if a.data_root.is_none() {
             r.set("data.data_root=\"\"", "--dataset")?;
         }

@@ -86,6 +86,26 @@ pub struct DataConfig {
     pub replay_count: usize,
     /// Replay mini-batch drawn and concatenated to every current batch.
     pub replay_batch: usize,
+    /// Image folders and parquet datasets: side of the square images the model sees (0 = the first training
+    /// image's height and width). Training views are random resized crops of the whole image.
+    pub image_size: usize,
+    /// Image folders and parquet datasets: evaluation centre-crop fraction in (0, 1] (resize the shorter side to
+    /// `image_size / eval_crop`, then crop the centre; 1 = no margin, 0.875 = ImageNet's 256 -> 224).
+    pub eval_crop: f64,
+    /// Image folders and parquet datasets: a file that is not a readable image `stop`s loading with its path,
+    /// or is left out with a warning (`skip`; the count goes in the manifest).
+    pub bad_files: kaizen_data::BadFiles,
+    /// Image folders: a file listing the classes to keep (one folder name per line, `#` comments), or
+    /// `builtin:imagenet100` (the ImageNet-100 classes of CMC / solo-learn / CaSSLe); empty = every class.
+    pub class_list: String,
+    /// Image folders and parquet datasets: a folder for a decoded cache (each image decoded once into one file,
+    /// read back by offset); empty = decode every time.
+    pub decoded_cache: String,
+    /// Parquet datasets: the image column (empty = `img` or `image`).
+    pub image_column: String,
+    /// Parquet datasets: the label column (empty = `label`, `fine_label` or `labels`; CIFAR-100's coarse
+    /// labels: `coarse_label`).
+    pub label_column: String,
 }
 
 /// Model sizes.
@@ -248,6 +268,13 @@ impl Default for DataConfig {
             replay_fraction: 0.01,
             replay_count: 0,
             replay_batch: 32,
+            image_size: 0,
+            eval_crop: 1.0,
+            bad_files: kaizen_data::BadFiles::Stop,
+            class_list: String::new(),
+            decoded_cache: String::new(),
+            image_column: String::new(),
+            label_column: String::new(),
         }
     }
 }
@@ -357,6 +384,12 @@ impl ExperimentConfig {
         }
         if !(0.0..=1.0).contains(&d.replay_fraction) {
             return Err(bad("data.replay_fraction", "must be in [0, 1]"));
+        }
+        if !(d.eval_crop > 0.0 && d.eval_crop <= 1.0) {
+            return Err(bad("data.eval_crop", "must be in (0, 1]"));
+        }
+        if d.image_size > 4096 {
+            return Err(bad("data.image_size", "must be at most 4096 (0 = the images' own size)"));
         }
         self.validate_sizes()?;
         let t = &self.train;

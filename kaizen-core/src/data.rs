@@ -2,20 +2,37 @@
 
 use crate::config::ExperimentConfig;
 use crate::error::CoreError;
-use kaizen_data::{load_dataset, ClassOrder, Dataset, DatasetName, TaskStream};
+use kaizen_data::options::resolve_class_list;
+use kaizen_data::{load_named, ClassOrder, Dataset, DatasetName, LoadOptions, TaskStream};
 use std::ops::Range;
 use std::path::PathBuf;
 
 /// Load the built-in dataset a config names (`data.dataset`, `data.data_root`), with the per-class caps
 /// applied ([`apply_caps`]).
 pub fn load_config_dataset(cfg: &ExperimentConfig) -> Result<Dataset, CoreError> {
-    let name: DatasetName = cfg
-        .data
-        .dataset
-        .parse()
-        .map_err(|e| CoreError::Invalid(format!("config key `data.dataset`: {e}")))?;
+    let name = &cfg.data.dataset;
+    if !name.starts_with("hf:") {
+        name.parse::<DatasetName>()
+            .map_err(|e| CoreError::Invalid(format!("config key `data.dataset`: {e}")))?;
+    }
     let root = (!cfg.data.data_root.is_empty()).then(|| PathBuf::from(&cfg.data.data_root));
-    Ok(apply_caps(load_dataset(name, root.as_deref())?, cfg))
+    let opts = load_options(cfg)?;
+    Ok(apply_caps(load_named(name, root.as_deref(), &opts)?, cfg))
+}
+
+/// The streamed readers' options a config describes (`data.image_size`, `eval_crop`, `bad_files`,
+/// `class_list`, `decoded_cache`, `image_column`, `label_column`).
+pub fn load_options(cfg: &ExperimentConfig) -> Result<LoadOptions, CoreError> {
+    let d = &cfg.data;
+    Ok(LoadOptions {
+        image_size: d.image_size,
+        eval_crop: d.eval_crop,
+        bad_files: d.bad_files,
+        class_list: resolve_class_list(&d.class_list)?,
+        decoded_cache: (!d.decoded_cache.is_empty()).then(|| PathBuf::from(&d.decoded_cache)),
+        image_column: d.image_column.clone(),
+        label_column: d.label_column.clone(),
+    })
 }
 
 /// Keep the first `data.train_per_class` / `data.test_per_class` images of each class (0 = all); the

@@ -34,24 +34,10 @@ pub enum DataError {
         reason: String,
     },
     /// A class folder of an image-folder dataset holds no image.
-    #[error("{path}: class folder holds no .png/.jpg/.jpeg image")]
+    #[error("{path}: class folder holds no .png/.jpg/.jpeg/.webp/.bmp image")]
     EmptyClass {
         /// The empty class folder.
         path: PathBuf,
-    },
-    /// An image-folder image does not have the size (or the class folder set) shared by the rest of the dataset.
-    #[error("{path}: image is {got_w}x{got_h}, but the dataset's images are {want_w}x{want_h} (all images must share one size)")]
-    MixedImageSize {
-        /// The image with the odd size.
-        path: PathBuf,
-        /// Its width.
-        got_w: usize,
-        /// Its height.
-        got_h: usize,
-        /// The width of the first image read.
-        want_w: usize,
-        /// The height of the first image read.
-        want_h: usize,
     },
     /// The files of a dataset were not found where they were looked for.
     #[error("dataset `{dataset}`: {what} not found (looked in: {looked_in}). {hint}")]

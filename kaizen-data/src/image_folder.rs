@@ -1,20 +1,35 @@
-//! Image-folder reader: `root/train/<class>/*.{png,jpg,jpeg}` and `root/test/<class>/*.{png,jpg,jpeg}`.
+//! Image-folder reader, for images of any size, streamed from disk (never all in memory).
 //!
-//! * Class ids are the **sorted** names of the folders under `train/`; `test/` may hold a subset of them
-//!   (a test folder whose name is not a training class is an error).
-//! * Files are read in sorted name order; other extensions (and hidden entries) are ignored.
-//! * A class folder with no image is an error ([`DataError::EmptyClass`]).
-//! * Every image must have the size of the first training image ([`DataError::MixedImageSize`] names the odd one).
+//! Two layouts under `--data-root`:
+//! * folders: `train/<class>/*.{png,jpg,jpeg,webp,bmp}` and `test/<class>/*` (or `val/<class>/*`, ImageNet's name);
+//! * lists: `train.csv` and `test.csv` (lines `path,label`, an optional `path,label` header; the label is the
+//!   class name, the path relative to the list's folder), or `train.json` / `test.json` (an array of
+//!   `{"path": ..., "label": ...}`, the label a string or a number).
+//!
+//! Rules:
+//! * Class ids are the **sorted** class names of the training split (folder names, or the labels of
+//!   `train.*`); with a class list ([`LoadOptions::class_list`]) only the listed classes are kept, and a listed
+//!   class that is missing is an error. A test class that is not a training class is an error.
+//! * Files are taken in sorted name order; other extensions (and hidden entries) are ignored. A class folder
+//!   with no image is an error ([`DataError::EmptyClass`]).
+//! * Every image's header is read first (in parallel): its size and colour. A file that is not a readable
+//!   image stops loading with its path, or is left out and listed in [`Dataset::report`]
+//!   ([`LoadOptions::bad_files`]).
 //! * If every image is grayscale the dataset has 1 channel; otherwise all images are converted to RGB
 //!   (alpha is dropped).
-//!
-//! Decoding runs in parallel with rayon; results are assembled in file order, so the dataset is identical on
-//! any thread count.
+//! * The model sees `image_size x image_size` images (or the first training image's size when it is 0):
+//!   training views are random resized crops of the whole image, evaluation views a resize + centre crop
+//!   ([`crate::encoded`]).
 
+use crate::encoded::{scan, BadFiles, EncodedImages, EncodedItem};
 use crate::error::{DataError, Result};
-use crate::types::{Dataset, ImageShape, Split};
-use rayon::prelude::*;
+use crate::options::LoadOptions;
+use crate::types::{BadFile, Dataset, ImageShape, LoadReport, Split};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+/// The file extensions read as images (any case).
+pub const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "webp", "bmp"];
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
@@ -34,10 +49,7 @@ fn is_image(p: &Path) -> bool {
     p.is_file()
         && p.extension()
             .map(|e| {
-                matches!(
-                    e.to_string_lossy().to_ascii_lowercase().as_str(),
-                    "png" | "jpg" | "jpeg"
-                )
+                IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
             })
             .unwrap_or(false)
 }
@@ -51,7 +63,8 @@ fn class_dirs(split_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
                 .parent()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            hint: "--data-root must contain train/<class>/*.png|jpg and test/<class>/*.png|jpg"
+            hint: "--data-root must contain train/<class>/*.png|jpg|... and test/<class>/*, or train.csv and \
+                   test.csv (path,label lines)"
                 .into(),
         });
     }
@@ -67,11 +80,6 @@ fn class_dirs(split_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
             )
         })
         .collect())
-}
-
-struct Decoded {
-    path: PathBuf,
-    img: image::DynamicImage,
 }
 
 /// The largest image side the reader accepts (pixels).
@@ -96,24 +104,13 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
         .map_err(|e| DataError::bad(path, format!("cannot decode image: {e}")))
 }
 
-fn decode(path: &Path) -> Result<Decoded> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    Ok(Decoded {
-        path: path.to_path_buf(),
-        img: decode_image(&bytes, path)?,
-    })
-}
+/// One split's `(file, class name)` entries.
+type Entries = Vec<(PathBuf, String)>;
 
-/// Lists `(file, class id)` of one split, in class then file-name order.
-fn list_split(split_dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u16)>> {
+/// `(file, class name)` of one split folder, in class then file-name order.
+fn list_folders(split_dir: &Path) -> Result<Entries> {
     let mut out = Vec::new();
     for (name, dir) in class_dirs(split_dir)? {
-        let id = classes.iter().position(|c| *c == name).ok_or_else(|| {
-            DataError::bad(
-                &dir,
-                format!("class folder `{name}` has no counterpart in the training folder"),
-            )
-        })?;
         let files: Vec<PathBuf> = sorted_entries(&dir)?
             .into_iter()
             .filter(|p| is_image(p))
@@ -121,82 +118,255 @@ fn list_split(split_dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u16)
         if files.is_empty() {
             return Err(DataError::EmptyClass { path: dir });
         }
-        out.extend(files.into_iter().map(|f| (f, id as u16)));
+        out.extend(files.into_iter().map(|f| (f, name.clone())));
     }
     Ok(out)
 }
 
-/// Loads an image-folder dataset from `root` (see the module docs for the layout and rules).
-pub fn load_image_folder(root: &Path) -> Result<Dataset> {
-    let train_dir = root.join("train");
-    let test_dir = root.join("test");
-    let classes: Vec<String> = class_dirs(&train_dir)?
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    if classes.is_empty() {
-        return Err(DataError::bad(
-            &train_dir,
-            "no class folder (expected train/<class>/*.png|jpg)",
-        ));
-    }
-    if classes.len() > u16::MAX as usize {
-        return Err(DataError::bad(
-            &train_dir,
-            format!("{} class folders, at most 65535 supported", classes.len()),
-        ));
-    }
-    let train_files = list_split(&train_dir, &classes)?;
-    let test_files = list_split(&test_dir, &classes)?;
-    if test_files.is_empty() {
-        return Err(DataError::bad(
-            &test_dir,
-            "no class folder (expected test/<class>/*.png|jpg)",
-        ));
-    }
-    let decode_all = |files: &[(PathBuf, u16)]| -> Result<Vec<Decoded>> {
-        files
-            .par_iter()
-            .map(|(p, _)| decode(p))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
-    };
-    let train_imgs = decode_all(&train_files)?;
-    let test_imgs = decode_all(&test_files)?;
-    let first = &train_imgs[0].img; // non-empty: `list_split` rejects empty class folders and there is >= 1 class
-    let (want_w, want_h) = (first.width() as usize, first.height() as usize);
-    let mut rgb = false;
-    for d in train_imgs.iter().chain(test_imgs.iter()) {
-        let (w, h) = (d.img.width() as usize, d.img.height() as usize);
-        if (w, h) != (want_w, want_h) {
-            return Err(DataError::MixedImageSize {
-                path: d.path.clone(),
-                got_w: w,
-                got_h: h,
-                want_w,
-                want_h,
-            });
+/// `train.csv` / `test.csv` (or `.json`) under `root`, when both exist.
+fn list_files(root: &Path) -> Option<(PathBuf, PathBuf)> {
+    ["csv", "json"].iter().find_map(|ext| {
+        let (a, b) = (
+            root.join(format!("train.{ext}")),
+            root.join(format!("test.{ext}")),
+        );
+        (a.is_file() && b.is_file()).then_some((a, b))
+    })
+}
+
+/// Parses a `path,label` CSV or a JSON array of `{"path", "label"}`; paths are relative to the list's folder.
+fn parse_list(file: &Path) -> Result<Entries> {
+    let text = std::fs::read_to_string(file).map_err(|e| DataError::io(file, e))?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    if file.extension().is_some_and(|e| e == "json") {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Row {
+            path: String,
+            label: serde_json::Value,
         }
-        rgb |= d.img.color().has_color();
+        let rows: Vec<Row> = serde_json::from_str(&text).map_err(|e| {
+            DataError::bad(
+                file,
+                format!("not a JSON array of {{\"path\", \"label\"}} objects: {e}"),
+            )
+        })?;
+        for (k, r) in rows.into_iter().enumerate() {
+            let label = match r.label {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(DataError::bad(
+                        file,
+                        format!("entry {k}: label {other} is neither a string nor a number"),
+                    ))
+                }
+            };
+            out.push((base.join(r.path), label));
+        }
+    } else {
+        for (k, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || (k == 0 && line.eq_ignore_ascii_case("path,label")) {
+                continue;
+            }
+            let (path, label) = line.rsplit_once(',').ok_or_else(|| {
+                DataError::bad(
+                    file,
+                    format!("line {}: expected `path,label`, got `{line}`", k + 1),
+                )
+            })?;
+            let (path, label) = (path.trim(), label.trim());
+            if path.is_empty() || label.is_empty() {
+                return Err(DataError::bad(
+                    file,
+                    format!("line {}: empty path or label", k + 1),
+                ));
+            }
+            out.push((base.join(path), label.to_string()));
+        }
     }
-    let shape = ImageShape {
-        channels: if rgb { 3 } else { 1 },
-        height: want_h,
-        width: want_w,
-    };
-    let to_split = |imgs: Vec<Decoded>, files: &[(PathBuf, u16)]| -> Result<Split> {
-        let mut px = Vec::with_capacity(imgs.len() * shape.len());
-        for d in imgs {
-            if rgb {
-                px.extend_from_slice(d.img.to_rgb8().as_raw());
-            } else {
-                px.extend_from_slice(d.img.to_luma8().as_raw());
+    if out.is_empty() {
+        return Err(DataError::bad(file, "lists no image"));
+    }
+    Ok(out)
+}
+
+/// The classes: the sorted training class names, restricted to `class_list` when given (every listed class
+/// must be present).
+fn classes(train: &Entries, class_list: &[String], source: &Path) -> Result<Vec<String>> {
+    let found: BTreeSet<&str> = train.iter().map(|(_, c)| c.as_str()).collect();
+    if class_list.is_empty() {
+        return Ok(found.into_iter().map(String::from).collect());
+    }
+    let missing: Vec<&str> = class_list
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !found.contains(c))
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(10).copied().collect();
+        return Err(DataError::bad(
+            source,
+            format!(
+                "{} listed class(es) have no training image: {}{}",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > 10 { ", ..." } else { "" }
+            ),
+        ));
+    }
+    let mut v = class_list.to_vec();
+    v.sort();
+    Ok(v)
+}
+
+/// Maps class names to ids; entries of classes outside `classes` are dropped when `keep_unknown_out`, else an
+/// error.
+fn with_ids(
+    entries: Entries,
+    classes: &[String],
+    keep_unknown_out: bool,
+    source: &Path,
+) -> Result<Vec<(PathBuf, u16)>> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (p, c) in entries {
+        match classes.binary_search(&c) {
+            Ok(id) => out.push((p, id as u16)),
+            Err(_) if keep_unknown_out => {}
+            Err(_) => {
+                return Err(DataError::bad(
+                    source,
+                    format!("test class `{c}` (for {}) is not a training class", p.display()),
+                ))
             }
         }
-        Split::new(shape, px, files.iter().map(|(_, c)| *c).collect())
+    }
+    Ok(out)
+}
+
+/// A split of the folder after the header scan.
+struct Scanned {
+    items: Vec<EncodedItem>,
+    labels: Vec<u16>,
+    sizes: Vec<(u32, u32)>,
+    color: bool,
+}
+
+/// Reads every header; bad files stop loading or are recorded in `skipped`.
+fn scan_split(
+    files: Vec<(PathBuf, u16)>,
+    bad_files: BadFiles,
+    skipped: &mut Vec<BadFile>,
+) -> Result<Scanned> {
+    let items: Vec<EncodedItem> = files.iter().map(|(p, _)| EncodedItem::File(p.clone())).collect();
+    let heads = scan(&items);
+    let mut s = Scanned {
+        items: Vec::with_capacity(items.len()),
+        labels: Vec::with_capacity(items.len()),
+        sizes: Vec::with_capacity(items.len()),
+        color: false,
     };
-    let train = to_split(train_imgs, &train_files)?;
-    let test = to_split(test_imgs, &test_files)?;
-    Dataset::from_splits("image-folder", classes, train, test, root)
+    for ((item, (path, label)), head) in items.into_iter().zip(files).zip(heads) {
+        match head {
+            Ok((w, h, c)) => {
+                s.items.push(item);
+                s.labels.push(label);
+                s.sizes.push((w, h));
+                s.color |= c;
+            }
+            Err(e) if bad_files == BadFiles::Skip => skipped.push(BadFile {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            Err(e) => {
+                return Err(DataError::bad(
+                    &path,
+                    format!(
+                        "{e} (set data.bad_files = \"skip\", e.g. --set data.bad_files=skip, to leave bad files \
+                         out; `kaizen data inspect` lists them all)"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(s)
+}
+
+/// Loads an image-folder dataset from `root` with the default [`LoadOptions`] (see the module docs).
+pub fn load_image_folder(root: &Path) -> Result<Dataset> {
+    load_image_folder_with(root, &LoadOptions::default())
+}
+
+/// Loads an image-folder dataset from `root` (see the module docs for the layouts and rules).
+pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let (train, test, source) = match list_files(root) {
+        Some((a, b)) => (parse_list(&a)?, parse_list(&b)?, a),
+        None => {
+            let train_dir = root.join("train");
+            let train = list_folders(&train_dir)?;
+            if train.is_empty() {
+                return Err(DataError::bad(
+                    &train_dir,
+                    "no class folder (expected train/<class>/*.png|jpg|...)",
+                ));
+            }
+            // ImageNet's layout names the evaluation split `val/`.
+            let test_dir = match root.join("test") {
+                t if !t.exists() && root.join("val").is_dir() => root.join("val"),
+                t => t,
+            };
+            (train, list_folders(&test_dir)?, train_dir)
+        }
+    };
+    let classes = classes(&train, &opts.class_list, &source)?;
+    if classes.len() > u16::MAX as usize {
+        return Err(DataError::bad(
+            &source,
+            format!("{} classes, at most 65535 supported", classes.len()),
+        ));
+    }
+    let filtered = !opts.class_list.is_empty();
+    let train = with_ids(train, &classes, filtered, &source)?;
+    let test = with_ids(test, &classes, filtered, &source)?;
+    if test.is_empty() {
+        return Err(DataError::bad(root, "the test split holds no image of the training classes"));
+    }
+    let mut skipped = Vec::new();
+    let train = scan_split(train, opts.bad_files, &mut skipped)?;
+    let test = scan_split(test, opts.bad_files, &mut skipped)?;
+    let (h, w) = match (opts.image_size, train.sizes.first()) {
+        (s, _) if s > 0 => (s, s),
+        (_, Some(&(w, h))) => (h as usize, w as usize),
+        (_, None) => return Err(DataError::bad(root, "no readable training image")),
+    };
+    let shape = ImageShape {
+        channels: if train.color || test.color { 3 } else { 1 },
+        height: h,
+        width: w,
+    };
+    let report = LoadReport {
+        image_sizes: LoadReport::count_sizes(train.sizes.iter().chain(&test.sizes).copied()),
+        skipped,
+    };
+    let split = |s: Scanned, part: &str| -> Result<Split> {
+        let mut images = EncodedImages::new(s.items, shape, opts.eval_crop, opts.bad_files)?;
+        if let Some(dir) = &opts.decoded_cache {
+            images = images.with_cache(&dir.join(part))?;
+        }
+        Split::encoded(images, s.labels)
+    };
+    let train = split(train, "train")?;
+    let test = split(test, "test")?;
+    let mut ds = Dataset::from_splits("image-folder", classes, train, test, root)?;
+    let counts = ds.train.per_class_counts(ds.num_classes);
+    if let Some(c) = counts.iter().position(|&n| n == 0) {
+        return Err(DataError::bad(
+            root,
+            format!("class `{}` has no readable training image", ds.class_names[c]),
+        ));
+    }
+    ds.report = report;
+    Ok(ds)
 }

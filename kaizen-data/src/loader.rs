@@ -99,11 +99,13 @@ pub fn two_view_batch(
     v1.par_chunks_mut(n)
         .zip(v2.par_chunks_mut(n))
         .zip(items.par_iter())
-        .for_each(|((o1, o2), it)| {
-            let src = split.image(it.index as usize);
-            aug.augment(src, seed, epoch_key, it.index, 0, o1);
-            aug.augment(src, seed, epoch_key, it.index, 1, o2);
-        });
+        .try_for_each(|((o1, o2), it)| -> Result<()> {
+            let src = split.source(it.index as usize)?;
+            let (h, w) = (src.height, src.width);
+            aug.augment_sized(&src.pixels, h, w, seed, epoch_key, it.index, 0, o1);
+            aug.augment_sized(&src.pixels, h, w, seed, epoch_key, it.index, 1, o2);
+            Ok(())
+        })?;
     let dims = (b, shape.channels, shape.height, shape.width);
     let label_vec: Vec<i64> = items.iter().map(|it| it.label).collect();
     Ok(Batch {
@@ -115,7 +117,8 @@ pub fn two_view_batch(
     })
 }
 
-/// Deterministic eval transform (normalisation only): `(B, C, H, W)` f32 images and `(B,)` i64 labels
+/// Deterministic eval transform (normalisation; for streamed splits first the resize + centre crop of
+/// [`Split::eval_pixels`]): `(B, C, H, W)` f32 images and `(B,)` i64 labels
 /// for `indices`.
 pub fn eval_batch(
     split: &Split,
@@ -131,14 +134,12 @@ pub fn eval_batch(
     let mut out = vec![0f32; indices.len() * n];
     out.par_chunks_mut(n)
         .zip(indices.par_iter())
-        .for_each(|(o, &i)| {
-            let buf: Vec<f32> = split
-                .image(i as usize)
-                .iter()
-                .map(|&p| p as f32 * (1.0 / 255.0))
-                .collect();
+        .try_for_each(|(o, &i)| -> Result<()> {
+            let mut buf = vec![0f32; n];
+            split.eval_pixels(i as usize, &mut buf)?;
             write_normalised_chw(&buf, shape, mean, &inv_std, o);
-        });
+            Ok(())
+        })?;
     let labels: Vec<i64> = indices
         .iter()
         .map(|&i| split.label(i as usize) as i64)

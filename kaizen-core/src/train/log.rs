@@ -27,7 +27,11 @@ impl Trainer<'_> {
                 "config": self.cfg,
                 "config_hash": self.config_hash,
                 "dataset": {"name": self.cfg.data.dataset, "train_images": self.data.train.len(),
-                            "test_images": self.data.test.len(), "num_classes": self.data.num_classes},
+                            "test_images": self.data.test.len(), "num_classes": self.data.num_classes,
+                            "shape": self.data.shape.to_string(),
+                            "streamed": self.data.train.is_streamed(),
+                            "skipped_files": self.data.report.skipped.len(),
+                            "skipped": self.data.report.skipped.iter().take(100).collect::<Vec<_>>()},
                 "stream": self.stream.describe(),
                 "class_order": self.stream.class_order(),
                 "effective_weights": self.effective_weights(),
@@ -42,6 +46,15 @@ impl Trainer<'_> {
         };
         if finished {
             m["end_time"] = serde_json::json!(now_rfc3339());
+        }
+        // Images whose header was fine but whose data did not decode (`data.bad_files = skip`): counted so far.
+        let failures: usize = [&self.data.train, &self.data.test]
+            .iter()
+            .filter_map(|s| s.encoded_images())
+            .map(|e| e.decode_failures())
+            .sum();
+        if failures > 0 {
+            m["dataset"]["decode_failures"] = serde_json::json!(failures);
         }
         let text =
             serde_json::to_string_pretty(&m).map_err(|e| CoreError::Invalid(e.to_string()))?;

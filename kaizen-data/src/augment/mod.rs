@@ -4,8 +4,9 @@
 //!
 //! 1. random resized crop ([`crop`]): torchvision's sampling (10 attempts, scale `crop_min_scale..crop_max_scale`,
 //!    log-uniform ratio 3/4..4/3, fallback centre crop), then a bilinear resize (half-pixel centres,
-//!    `align_corners = false`) back to the input size. The crop is never larger than the image, so the
-//!    resize never shrinks and needs no antialiasing;
+//!    `align_corners = false`) to the output size. For images of the output size (in-memory datasets) the crop
+//!    is never larger than the output, so the resize never shrinks; for larger images (image folders, parquet)
+//!    the crop is drawn over the whole source image and shrunk with PIL's antialiased bilinear filter;
 //! 2. colour jitter with probability `jitter_p` ([`color`]): factors drawn like torchvision
 //!    (brightness/contrast/saturation uniform in `[max(0, 1-x), 1+x]`, hue uniform in `[-h, h]`), applied in a
 //!    **random order** (a seeded permutation, as torchvision's `ColorJitter`). On 1-channel images only
@@ -194,6 +195,25 @@ impl Augmenter {
         view: usize,
         out: &mut [f32],
     ) {
+        let (h, w) = (self.shape.height, self.shape.width);
+        self.augment_sized(src, h, w, seed, epoch_key, index, view, out);
+    }
+
+    /// Like [`Augmenter::augment`] for a source image of any size (`src_h x src_w`, the pipeline's channel
+    /// count, HWC u8): the random resized crop is drawn over the source image and resized to `shape()`.
+    /// With `src_h x src_w == shape()` this is exactly [`Augmenter::augment`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn augment_sized(
+        &self,
+        src: &[u8],
+        src_h: usize,
+        src_w: usize,
+        seed: u64,
+        epoch_key: u64,
+        index: u32,
+        view: usize,
+        out: &mut [f32],
+    ) {
         let mut rng = rng_for(
             seed,
             RngStream::Augment,
@@ -201,11 +221,24 @@ impl Augmenter {
             index as u64,
             view as u64,
         );
-        self.view_with(src, view, &mut rng, out);
+        self.view_of(src, src_h, src_w, view, &mut rng, out);
     }
 
     /// Like [`Augmenter::augment`] but with a caller-provided generator.
     pub fn view_with(&self, src: &[u8], view: usize, rng: &mut ChaCha8Rng, out: &mut [f32]) {
+        let (h, w) = (self.shape.height, self.shape.width);
+        self.view_of(src, h, w, view, rng, out);
+    }
+
+    fn view_of(
+        &self,
+        src: &[u8],
+        src_h: usize,
+        src_w: usize,
+        view: usize,
+        rng: &mut ChaCha8Rng,
+        out: &mut [f32],
+    ) {
         let ImageShape {
             channels: c,
             height: h,
@@ -213,7 +246,7 @@ impl Augmenter {
         } = self.shape;
         let cfg = &self.cfg;
         // Draw every parameter first, in pipeline order.
-        let rect = crop::sample_crop(h, w, cfg.crop_min_scale, cfg.crop_max_scale, rng);
+        let rect = crop::sample_crop(src_h, src_w, cfg.crop_min_scale, cfg.crop_max_scale, rng);
         let jitter = if bernoulli(rng, cfg.jitter_p) {
             Some(color::Jitter::sample(cfg, c, rng))
         } else {
@@ -224,7 +257,7 @@ impl Augmenter {
         let flip = bernoulli(rng, cfg.flip_p);
         // Execute.
         let mut buf = vec![0f32; c * h * w];
-        crop::resized_crop(src, self.shape, rect, flip, &mut buf);
+        crop::resized_crop(src, src_w, self.shape, rect, flip, &mut buf);
         if let Some(j) = jitter {
             j.apply(&mut buf, c);
         }

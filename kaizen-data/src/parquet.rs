@@ -1,0 +1,340 @@
+//! Parquet datasets as the Hugging Face hub stores them: one or more `*.parquet` files per split, an image column
+//! (a struct `{bytes, path}` holding PNG/JPEG bytes, or plain bytes) and an integer or string label column.
+//!
+//! * Files are found recursively under a folder and sorted; a file belongs to the training split when its path
+//!   (relative to the folder) contains `train`, to the test split when it contains `test`; without test files,
+//!   `validation` / `valid` / `val` files are the test split.
+//! * Column names: [`LoadOptions::image_column`] / [`LoadOptions::label_column`], else the usual names
+//!   (`img` / `image`; `label` / `fine_label` / `labels`). CIFAR-100's coarse labels: `label_column =
+//!   "coarse_label"`.
+//! * Class names come from the file's `huggingface` metadata (a `ClassLabel`'s `names`) when present; integer
+//!   labels without them are named by their number; string labels are sorted.
+//! * The encoded image bytes are kept in memory (the size of the parquet files) and decoded when a batch needs
+//!   them, exactly as image-folder files are ([`crate::encoded`]); their headers are scanned first.
+
+use crate::encoded::{scan, BadFiles, EncodedImages, EncodedItem};
+use crate::error::{DataError, Result};
+use crate::options::LoadOptions;
+use crate::types::{BadFile, Dataset, ImageShape, LoadReport, Split};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::Field;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The training and test parquet files under `dir` (see the module docs).
+pub fn split_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut all = Vec::new();
+    collect(dir, &mut all)?;
+    all.sort();
+    let rel = |p: &PathBuf| {
+        p.strip_prefix(dir)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .to_ascii_lowercase()
+    };
+    // A path names a split when one of its words (split at `/ \\ - _ .`) is the split's name, e.g.
+    // `cifar100/train-00000-of-00001.parquet` or `data/test/0000.parquet`.
+    let pick = |keys: &[&str]| -> Vec<PathBuf> {
+        all.iter()
+            .filter(|p| {
+                let r = rel(p);
+                r.split(['/', '\\', '-', '_', '.'])
+                    .any(|w| keys.contains(&w))
+            })
+            .cloned()
+            .collect()
+    };
+    let train = pick(&["train"]);
+    let mut test = pick(&["test"]);
+    if test.is_empty() {
+        test = pick(&["validation", "valid", "val"]);
+    }
+    if train.is_empty() || test.is_empty() {
+        let found: Vec<String> = all.iter().map(rel).collect();
+        return Err(DataError::bad(
+            dir,
+            format!(
+                "need parquet files of a train and a test (or validation) split; found {}: [{}]",
+                found.len(),
+                found.join(", ")
+            ),
+        ));
+    }
+    Ok((train, test))
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    for e in rd {
+        let p = e.map_err(|e| DataError::io(dir, e))?.path();
+        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+            continue;
+        }
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// A label as found in a file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Label {
+    Id(i64),
+    Name(String),
+}
+
+/// The rows of one split: encoded images and raw labels; plus the class names from the metadata.
+struct Rows {
+    items: Vec<EncodedItem>,
+    labels: Vec<Label>,
+    names: Option<Vec<String>>,
+}
+
+fn pq_err(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::bad(path, format!("not a readable parquet file: {e}"))
+}
+
+/// Picks a column: the configured one, else the first of `usual` present.
+fn pick_column(cols: &[String], want: &str, usual: &[&str], what: &str, path: &Path) -> Result<String> {
+    if !want.is_empty() {
+        return if cols.iter().any(|c| c == want) {
+            Ok(want.to_string())
+        } else {
+            Err(DataError::bad(
+                path,
+                format!("no {what} column `{want}`; columns: {}", cols.join(", ")),
+            ))
+        };
+    }
+    usual
+        .iter()
+        .find(|u| cols.iter().any(|c| c == *u))
+        .map(|u| u.to_string())
+        .ok_or_else(|| {
+            DataError::bad(
+                path,
+                format!(
+                    "no {what} column among the usual names ({}); columns: {}. Set data.{}_column",
+                    usual.join(", "),
+                    cols.join(", "),
+                    if what == "image" { "image" } else { "label" }
+                ),
+            )
+        })
+}
+
+/// `ClassLabel` names of `column` in the `huggingface` key-value metadata, if any.
+fn class_names(reader: &SerializedFileReader<std::fs::File>, column: &str) -> Option<Vec<String>> {
+    let kv = reader.metadata().file_metadata().key_value_metadata()?;
+    let v = kv.iter().find(|k| k.key == "huggingface")?.value.as_ref()?;
+    let json: serde_json::Value = serde_json::from_str(v).ok()?;
+    let names = json.get("info")?.get("features")?.get(column)?.get("names")?;
+    names
+        .as_array()?
+        .iter()
+        .map(|n| n.as_str().map(String::from))
+        .collect()
+}
+
+fn image_bytes(f: &Field) -> Option<Vec<u8>> {
+    match f {
+        Field::Bytes(b) => Some(b.data().to_vec()),
+        Field::Group(row) => row.get_column_iter().find_map(|(n, v)| match (n.as_str(), v) {
+            ("bytes", Field::Bytes(b)) => Some(b.data().to_vec()),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+fn label_of(f: &Field) -> Option<Label> {
+    Some(match f {
+        Field::Byte(v) => Label::Id(*v as i64),
+        Field::Short(v) => Label::Id(*v as i64),
+        Field::Int(v) => Label::Id(*v as i64),
+        Field::Long(v) => Label::Id(*v),
+        Field::UByte(v) => Label::Id(*v as i64),
+        Field::UShort(v) => Label::Id(*v as i64),
+        Field::UInt(v) => Label::Id(*v as i64),
+        Field::ULong(v) => Label::Id(i64::try_from(*v).ok()?),
+        Field::Str(s) => Label::Name(s.clone()),
+        _ => return None,
+    })
+}
+
+fn read_rows(files: &[PathBuf], opts: &LoadOptions) -> Result<Rows> {
+    let mut rows = Rows {
+        items: Vec::new(),
+        labels: Vec::new(),
+        names: None,
+    };
+    for path in files {
+        let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let reader = SerializedFileReader::new(f).map_err(|e| pq_err(path, e))?;
+        let cols: Vec<String> = reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        let img_col = pick_column(&cols, &opts.image_column, &["img", "image"], "image", path)?;
+        let lab_col = pick_column(
+            &cols,
+            &opts.label_column,
+            &["label", "fine_label", "labels"],
+            "label",
+            path,
+        )?;
+        if rows.names.is_none() {
+            rows.names = class_names(&reader, &lab_col);
+        }
+        let iter = reader.get_row_iter(None).map_err(|e| pq_err(path, e))?;
+        for (r, row) in iter.enumerate() {
+            let row = row.map_err(|e| pq_err(path, e))?;
+            let (mut img, mut lab) = (None, None);
+            for (name, field) in row.get_column_iter() {
+                if *name == img_col {
+                    img = Some(image_bytes(field).ok_or_else(|| {
+                        DataError::bad(
+                            path,
+                            format!("row {r}: column `{img_col}` holds no image bytes ({field})"),
+                        )
+                    })?);
+                } else if *name == lab_col {
+                    lab = Some(label_of(field).ok_or_else(|| {
+                        DataError::bad(
+                            path,
+                            format!("row {r}: label `{field}` in `{lab_col}` is not an integer or a string"),
+                        )
+                    })?);
+                }
+            }
+            let (Some(img), Some(lab)) = (img, lab) else {
+                return Err(DataError::bad(path, format!("row {r}: image or label missing")));
+            };
+            rows.items.push(EncodedItem::Bytes {
+                bytes: Arc::from(img),
+                name: format!("{} row {r}", path.display()),
+            });
+            rows.labels.push(lab);
+        }
+    }
+    Ok(rows)
+}
+
+/// The class names and a label -> id map for both splits' labels.
+fn classes(train: &Rows, test: &Rows, source: &Path) -> Result<(Vec<String>, Vec<Label>)> {
+    let names_from_meta = train.names.clone().or_else(|| test.names.clone());
+    let ids: Vec<i64> = train
+        .labels
+        .iter()
+        .chain(&test.labels)
+        .filter_map(|l| match l {
+            Label::Id(i) => Some(*i),
+            Label::Name(_) => None,
+        })
+        .collect();
+    if ids.len() == train.labels.len() + test.labels.len() {
+        if let Some(&bad) = ids.iter().find(|&&i| i < 0) {
+            return Err(DataError::bad(source, format!("negative label {bad}")));
+        }
+        let max = ids.iter().copied().max().unwrap_or(0) as usize;
+        let names = match names_from_meta {
+            Some(n) if n.len() > max => n,
+            Some(n) => {
+                return Err(DataError::bad(
+                    source,
+                    format!("label {max} but the metadata names only {} classes", n.len()),
+                ))
+            }
+            None => (0..=max).map(|i| i.to_string()).collect(),
+        };
+        let order = (0..names.len() as i64).map(Label::Id).collect();
+        return Ok((names, order));
+    }
+    if !ids.is_empty() {
+        return Err(DataError::bad(source, "the label column mixes integers and strings"));
+    }
+    let mut order: Vec<Label> = train.labels.clone();
+    order.sort();
+    order.dedup();
+    let names = order
+        .iter()
+        .map(|l| match l {
+            Label::Name(s) => s.clone(),
+            Label::Id(i) => i.to_string(),
+        })
+        .collect();
+    Ok((names, order))
+}
+
+/// Loads the parquet dataset in `dir` (a local copy or an hf-hub snapshot folder); `name` is the dataset's
+/// name in outputs (e.g. `hf:uoft-cs/cifar100`).
+pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Dataset> {
+    let (train_files, test_files) = split_files(dir)?;
+    let train = read_rows(&train_files, opts)?;
+    let test = read_rows(&test_files, opts)?;
+    let (names, order) = classes(&train, &test, &train_files[0])?;
+    if names.len() > u16::MAX as usize {
+        return Err(DataError::bad(dir, format!("{} classes, at most 65535", names.len())));
+    }
+    let mut skipped = Vec::new();
+    let mut sizes = Vec::new();
+    let mut color = false;
+    let mut finish = |rows: Rows, part: &str| -> Result<(Vec<EncodedItem>, Vec<u16>)> {
+        let heads = scan(&rows.items);
+        let (mut items, mut labels) = (Vec::new(), Vec::new());
+        for ((item, lab), head) in rows.items.into_iter().zip(rows.labels).zip(heads) {
+            let id = order.binary_search(&lab).map_err(|_| {
+                DataError::bad(dir, format!("{part} label {lab:?} is not a training label"))
+            })?;
+            match head {
+                Ok((w, h, c)) => {
+                    sizes.push((w, h));
+                    color |= c;
+                    items.push(item);
+                    labels.push(id as u16);
+                }
+                Err(e) if opts.bad_files == BadFiles::Skip => skipped.push(BadFile {
+                    path: item.name(),
+                    reason: e.to_string(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((items, labels))
+    };
+    let (tr_items, tr_labels) = finish(train, "train")?;
+    let (te_items, te_labels) = finish(test, "test")?;
+    let (h, w) = match (opts.image_size, sizes.first()) {
+        (s, _) if s > 0 => (s, s),
+        (_, Some(&(w, h))) => (h as usize, w as usize),
+        (_, None) => return Err(DataError::bad(dir, "no readable training image")),
+    };
+    let shape = ImageShape {
+        channels: if color { 3 } else { 1 },
+        height: h,
+        width: w,
+    };
+    let split = |items: Vec<EncodedItem>, labels: Vec<u16>, part: &str| -> Result<Split> {
+        let mut images = EncodedImages::new(items, shape, opts.eval_crop, opts.bad_files)?;
+        if let Some(d) = &opts.decoded_cache {
+            images = images.with_cache(&d.join(part))?;
+        }
+        Split::encoded(images, labels)
+    };
+    let train = split(tr_items, tr_labels, "train")?;
+    let test = split(te_items, te_labels, "test")?;
+    let mut ds = Dataset::from_splits(name, names, train, test, dir)?;
+    ds.report = LoadReport {
+        image_sizes: LoadReport::count_sizes(sizes),
+        skipped,
+    };
+    Ok(ds)
+}
