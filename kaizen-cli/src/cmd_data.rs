@@ -62,7 +62,8 @@ fn verify(split: &kaizen_data::Split, what: &str) -> Vec<BadFile> {
     let Some(images) = split.encoded_images() else {
         return Vec::new();
     };
-    let bar = indicatif::ProgressBar::new(images.len() as u64).with_message(format!("decoding {what}"));
+    let bar =
+        indicatif::ProgressBar::new(images.len() as u64).with_message(format!("decoding {what}"));
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} ({eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),

@@ -31,6 +31,11 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "the paper's split CIFAR-100 setting (GPU, CIFAR-100 binary on disk)",
         include_str!("../../configs/presets/cifar100-paper.toml"),
     ),
+    (
+        "imagenet100-paper",
+        "Kaizen on ImageNet-100 with CaSSLe's recipe, 224x224 (GPU, ImageNet folders on disk)",
+        include_str!("../../configs/presets/imagenet100-paper.toml"),
+    ),
 ];
 
 /// The TOML text of a preset, or an error listing the presets.

@@ -389,7 +389,10 @@ impl ExperimentConfig {
             return Err(bad("data.eval_crop", "must be in (0, 1]"));
         }
         if d.image_size > 4096 {
-            return Err(bad("data.image_size", "must be at most 4096 (0 = the images' own size)"));
+            return Err(bad(
+                "data.image_size",
+                "must be at most 4096 (0 = the images' own size)",
+            ));
         }
         self.validate_sizes()?;
         let t = &self.train;

@@ -124,7 +124,8 @@ impl EncodedItem {
         limits.max_image_width = Some(MAX_IMAGE_SIDE);
         limits.max_image_height = Some(MAX_IMAGE_SIDE);
         limits.max_alloc = Some(MAX_IMAGE_BYTES);
-        let bad = |e: image::ImageError| DataError::bad(&path, format!("not a readable image: {e}"));
+        let bad =
+            |e: image::ImageError| DataError::bad(&path, format!("not a readable image: {e}"));
         let (w, h, color) = match self {
             EncodedItem::File(p) => {
                 let f = std::fs::File::open(p).map_err(|e| DataError::io(p, e))?;
@@ -147,7 +148,10 @@ impl EncodedItem {
             }
         };
         if w == 0 || h == 0 {
-            return Err(DataError::bad(&path, "the image has no pixels (0 wide or high)"));
+            return Err(DataError::bad(
+                &path,
+                "the image has no pixels (0 wide or high)",
+            ));
         }
         Ok((w, h, color))
     }

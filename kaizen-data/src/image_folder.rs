@@ -48,9 +48,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 fn is_image(p: &Path) -> bool {
     p.is_file()
         && p.extension()
-            .map(|e| {
-                IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str())
-            })
+            .map(|e| IMAGE_EXTENSIONS.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()))
             .unwrap_or(false)
 }
 
@@ -238,7 +236,10 @@ fn with_ids(
             Err(_) => {
                 return Err(DataError::bad(
                     source,
-                    format!("test class `{c}` (for {}) is not a training class", p.display()),
+                    format!(
+                        "test class `{c}` (for {}) is not a training class",
+                        p.display()
+                    ),
                 ))
             }
         }
@@ -260,7 +261,10 @@ fn scan_split(
     bad_files: BadFiles,
     skipped: &mut Vec<BadFile>,
 ) -> Result<Scanned> {
-    let items: Vec<EncodedItem> = files.iter().map(|(p, _)| EncodedItem::File(p.clone())).collect();
+    let items: Vec<EncodedItem> = files
+        .iter()
+        .map(|(p, _)| EncodedItem::File(p.clone()))
+        .collect();
     let heads = scan(&items);
     let mut s = Scanned {
         items: Vec::with_capacity(items.len()),
@@ -331,7 +335,10 @@ pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset
     let train = with_ids(train, &classes, filtered, &source)?;
     let test = with_ids(test, &classes, filtered, &source)?;
     if test.is_empty() {
-        return Err(DataError::bad(root, "the test split holds no image of the training classes"));
+        return Err(DataError::bad(
+            root,
+            "the test split holds no image of the training classes",
+        ));
     }
     let mut skipped = Vec::new();
     let train = scan_split(train, opts.bad_files, &mut skipped)?;
@@ -364,7 +371,10 @@ pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset
     if let Some(c) = counts.iter().position(|&n| n == 0) {
         return Err(DataError::bad(
             root,
-            format!("class `{}` has no readable training image", ds.class_names[c]),
+            format!(
+                "class `{}` has no readable training image",
+                ds.class_names[c]
+            ),
         ));
     }
     ds.report = report;

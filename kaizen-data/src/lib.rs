@@ -37,14 +37,15 @@ mod types;
 
 pub use augment::{AugmentConfig, Augmenter};
 pub use dataset::{
-    load_dataset, load_dataset_with, load_named, Dataset, DatasetName, ImageShape, Inspect, Split, SplitCounts,
+    load_dataset, load_dataset_with, load_named, Dataset, DatasetName, ImageShape, Inspect, Split,
+    SplitCounts,
 };
-pub use encoded::{BadFiles, SourceImage};
-pub use options::LoadOptions;
 pub use embedded::FASHION_MNIST_LICENSE;
+pub use encoded::{BadFiles, SourceImage};
 pub use error::DataError;
 pub use loader::{
     epoch_key, eval_batch, items_for, shuffled_batches, two_view_batch, Batch, Item, Prefetcher,
 };
+pub use options::LoadOptions;
 pub use replay::{ReplayMemory, ReplaySize};
 pub use stream::{labelled_mask, ClassOrder, StreamDescription, TaskStream};

@@ -40,10 +40,8 @@ impl Default for LoadOptions {
 }
 
 /// The class lists built into the binary, by name (`builtin:<name>` in `data.class_list`).
-pub const BUILTIN_CLASS_LISTS: [(&str, &str); 1] = [(
-    "imagenet100",
-    include_str!("../classes/imagenet100.txt"),
-)];
+pub const BUILTIN_CLASS_LISTS: [(&str, &str); 1] =
+    [("imagenet100", include_str!("../classes/imagenet100.txt"))];
 
 /// Resolves `data.class_list`: `builtin:<name>` (see [`BUILTIN_CLASS_LISTS`]) or a file path; empty = no list.
 pub fn resolve_class_list(spec: &str) -> crate::error::Result<Vec<String>> {

@@ -67,7 +67,9 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let rd = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     for e in rd {
         let p = e.map_err(|e| DataError::io(dir, e))?.path();
-        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         if p.is_dir() {
@@ -98,7 +100,13 @@ fn pq_err(path: &Path, e: impl std::fmt::Display) -> DataError {
 }
 
 /// Picks a column: the configured one, else the first of `usual` present.
-fn pick_column(cols: &[String], want: &str, usual: &[&str], what: &str, path: &Path) -> Result<String> {
+fn pick_column(
+    cols: &[String],
+    want: &str,
+    usual: &[&str],
+    what: &str,
+    path: &Path,
+) -> Result<String> {
     if !want.is_empty() {
         return if cols.iter().any(|c| c == want) {
             Ok(want.to_string())
@@ -131,7 +139,11 @@ fn class_names(reader: &SerializedFileReader<std::fs::File>, column: &str) -> Op
     let kv = reader.metadata().file_metadata().key_value_metadata()?;
     let v = kv.iter().find(|k| k.key == "huggingface")?.value.as_ref()?;
     let json: serde_json::Value = serde_json::from_str(v).ok()?;
-    let names = json.get("info")?.get("features")?.get(column)?.get("names")?;
+    let names = json
+        .get("info")?
+        .get("features")?
+        .get(column)?
+        .get("names")?;
     names
         .as_array()?
         .iter()
@@ -142,10 +154,12 @@ fn class_names(reader: &SerializedFileReader<std::fs::File>, column: &str) -> Op
 fn image_bytes(f: &Field) -> Option<Vec<u8>> {
     match f {
         Field::Bytes(b) => Some(b.data().to_vec()),
-        Field::Group(row) => row.get_column_iter().find_map(|(n, v)| match (n.as_str(), v) {
-            ("bytes", Field::Bytes(b)) => Some(b.data().to_vec()),
-            _ => None,
-        }),
+        Field::Group(row) => row
+            .get_column_iter()
+            .find_map(|(n, v)| match (n.as_str(), v) {
+                ("bytes", Field::Bytes(b)) => Some(b.data().to_vec()),
+                _ => None,
+            }),
         _ => None,
     }
 }
@@ -216,7 +230,10 @@ fn read_rows(files: &[PathBuf], opts: &LoadOptions) -> Result<Rows> {
                 }
             }
             let (Some(img), Some(lab)) = (img, lab) else {
-                return Err(DataError::bad(path, format!("row {r}: image or label missing")));
+                return Err(DataError::bad(
+                    path,
+                    format!("row {r}: image or label missing"),
+                ));
             };
             rows.items.push(EncodedItem::Bytes {
                 bytes: Arc::from(img),
@@ -250,7 +267,10 @@ fn classes(train: &Rows, test: &Rows, source: &Path) -> Result<(Vec<String>, Vec
             Some(n) => {
                 return Err(DataError::bad(
                     source,
-                    format!("label {max} but the metadata names only {} classes", n.len()),
+                    format!(
+                        "label {max} but the metadata names only {} classes",
+                        n.len()
+                    ),
                 ))
             }
             None => (0..=max).map(|i| i.to_string()).collect(),
@@ -259,7 +279,10 @@ fn classes(train: &Rows, test: &Rows, source: &Path) -> Result<(Vec<String>, Vec
         return Ok((names, order));
     }
     if !ids.is_empty() {
-        return Err(DataError::bad(source, "the label column mixes integers and strings"));
+        return Err(DataError::bad(
+            source,
+            "the label column mixes integers and strings",
+        ));
     }
     let mut order: Vec<Label> = train.labels.clone();
     order.sort();
@@ -282,7 +305,10 @@ pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Da
     let test = read_rows(&test_files, opts)?;
     let (names, order) = classes(&train, &test, &train_files[0])?;
     if names.len() > u16::MAX as usize {
-        return Err(DataError::bad(dir, format!("{} classes, at most 65535", names.len())));
+        return Err(DataError::bad(
+            dir,
+            format!("{} classes, at most 65535", names.len()),
+        ));
     }
     let mut skipped = Vec::new();
     let mut sizes = Vec::new();

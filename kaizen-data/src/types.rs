@@ -68,8 +68,14 @@ impl PartialEq for Split {
             && match (&self.storage, &other.storage) {
                 (Storage::Memory(a), Storage::Memory(b)) => a == b,
                 (
-                    Storage::Encoded { images: a, index: i },
-                    Storage::Encoded { images: b, index: j },
+                    Storage::Encoded {
+                        images: a,
+                        index: i,
+                    },
+                    Storage::Encoded {
+                        images: b,
+                        index: j,
+                    },
                 ) => Arc::ptr_eq(a, b) && i == j,
                 _ => false,
             }

@@ -5,8 +5,8 @@
 use anyhow::Result;
 use kaizen_data::augment::crop::{centre_crop_rect, resized_crop, Rect};
 use kaizen_data::{
-    eval_batch, load_dataset, load_dataset_with, two_view_batch, AugmentConfig, Augmenter, BadFiles,
-    DataError, DatasetName, ImageShape, Item, LoadOptions,
+    eval_batch, load_dataset, load_dataset_with, two_view_batch, AugmentConfig, Augmenter,
+    BadFiles, DataError, DatasetName, ImageShape, Item, LoadOptions,
 };
 use std::path::Path;
 
@@ -146,7 +146,12 @@ fn mixed_sizes_and_formats_of_real_images_stream_at_the_configured_size() -> Res
         vec![(20, 24, 12), (28, 28, 12), (40, 33, 12), (64, 48, 12)]
     );
     // Fashion-MNIST's dark background: a mean well below mid-gray, a real spread.
-    assert!(d.mean[0] > 0.1 && d.mean[0] < 0.5 && d.std[0] > 0.1, "{:?} {:?}", d.mean, d.std);
+    assert!(
+        d.mean[0] > 0.1 && d.mean[0] < 0.5 && d.std[0] > 0.1,
+        "{:?} {:?}",
+        d.mean,
+        d.std
+    );
 
     // Two views of every image at 32x32, identical for the same seed, different across epochs.
     let aug = Augmenter::new(AugmentConfig::default(), d.shape, &d.mean, &d.std)?;
@@ -174,7 +179,12 @@ fn mixed_sizes_and_formats_of_real_images_stream_at_the_configured_size() -> Res
 fn csv_and_json_lists_val_folders_and_class_lists() -> Result<()> {
     let t = tempfile::tempdir()?;
     let r = t.path();
-    for (p, v) in [("img/a1.png", 10), ("img/a2.png", 20), ("img/b1.png", 30), ("img/c1.png", 40)] {
+    for (p, v) in [
+        ("img/a1.png", 10),
+        ("img/a2.png", 20),
+        ("img/b1.png", 30),
+        ("img/c1.png", 40),
+    ] {
         save_gray(&r.join(p), 5, 6, v)?;
     }
     std::fs::write(
@@ -195,14 +205,24 @@ fn csv_and_json_lists_val_folders_and_class_lists() -> Result<()> {
         r.join("train.json"),
         r#"[{"path": "img/a1.png", "label": 3}, {"path": "img/b1.png", "label": 7}]"#,
     )?;
-    std::fs::write(r.join("test.json"), r#"[{"path": "img/c1.png", "label": 7}]"#)?;
+    std::fs::write(
+        r.join("test.json"),
+        r#"[{"path": "img/c1.png", "label": 7}]"#,
+    )?;
     let d = load_dataset(DatasetName::ImageFolder, Some(r))?;
     assert_eq!(d.class_names, vec!["3", "7"]);
-    std::fs::write(r.join("test.json"), r#"[{"path": "img/c1.png", "label": 9}]"#)?;
-    let e = load_dataset(DatasetName::ImageFolder, Some(r)).unwrap_err().to_string();
+    std::fs::write(
+        r.join("test.json"),
+        r#"[{"path": "img/c1.png", "label": 9}]"#,
+    )?;
+    let e = load_dataset(DatasetName::ImageFolder, Some(r))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("test class `9`") && e.contains("c1.png"), "{e}");
     std::fs::write(r.join("test.json"), r#"{"path": "x"}"#)?;
-    let e = load_dataset(DatasetName::ImageFolder, Some(r)).unwrap_err().to_string();
+    let e = load_dataset(DatasetName::ImageFolder, Some(r))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("test.json") && e.contains("JSON array"), "{e}");
     std::fs::remove_file(r.join("train.json"))?;
     std::fs::remove_file(r.join("test.json"))?;
@@ -282,7 +302,9 @@ fn bad_files_stop_or_are_skipped_and_counted() -> Result<()> {
 
     std::fs::remove_file(r.join("train/b/3.png"))?;
     save_gray(&r.join("test/c/1.png"), 4, 4, 1)?;
-    let e = load_dataset(DatasetName::ImageFolder, Some(r)).unwrap_err().to_string();
+    let e = load_dataset(DatasetName::ImageFolder, Some(r))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("test class `c`"), "{e}");
     std::fs::remove_dir_all(r.join("test"))?;
     let e = load_dataset(DatasetName::ImageFolder, Some(r)).unwrap_err();
@@ -310,18 +332,34 @@ fn the_decoded_cache_gives_the_same_batches_and_is_rebuilt_when_a_file_changes()
         .map(Path::to_path_buf)
         .ok_or_else(|| anyhow::anyhow!("no cache"))?;
     assert!(path.is_file());
-    let aug = Augmenter::new(AugmentConfig::default(), plain.shape, &plain.mean, &plain.std)?;
-    let items: Vec<Item> = (0..12u32).map(|i| Item { index: i, label: -1 }).collect();
+    let aug = Augmenter::new(
+        AugmentConfig::default(),
+        plain.shape,
+        &plain.mean,
+        &plain.std,
+    )?;
+    let items: Vec<Item> = (0..12u32)
+        .map(|i| Item {
+            index: i,
+            label: -1,
+        })
+        .collect();
     let dev = candle_core::Device::Cpu;
     let v = |d: &kaizen_data::Dataset| -> Result<Vec<f32>> {
         let b = two_view_batch(&d.train, &items, &aug, 3, 5, &dev)?;
         Ok(b.view2.flatten_all()?.to_vec1::<f32>()?)
     };
     assert_eq!(v(&plain)?, v(&cached)?);
-    assert_eq!((plain.mean.clone(), plain.std.clone()), (cached.mean.clone(), cached.std.clone()));
+    assert_eq!(
+        (plain.mean.clone(), plain.std.clone()),
+        (cached.mean.clone(), cached.std.clone())
+    );
     // Loading again reuses the file; changing an image gives a new one.
     let again = load_dataset_with(DatasetName::ImageFolder, Some(&data), &with)?;
-    assert_eq!(again.train.encoded_images().and_then(|e| e.cache_path()), Some(path.as_path()));
+    assert_eq!(
+        again.train.encoded_images().and_then(|e| e.cache_path()),
+        Some(path.as_path())
+    );
     save_gray(&data.join("train/class0/000.png"), 28, 28, 255)?;
     let changed = load_dataset_with(DatasetName::ImageFolder, Some(&data), &with)?;
     let new_path = changed.train.encoded_images().and_then(|e| e.cache_path());
@@ -336,7 +374,12 @@ fn the_shrinking_resize_matches_pil_bilinear() -> Result<()> {
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p)?)?;
     let u = |v: &serde_json::Value| -> Vec<usize> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_u64()).map(|x| x as usize).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_u64())
+                    .map(|x| x as usize)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let src: Vec<u8> = u(&doc["src"]).into_iter().map(|x| x as u8).collect();

@@ -26,12 +26,18 @@ fn fixtures() -> PathBuf {
 fn foolbox_cifar100() -> Result<Vec<(Vec<u8>, i64)>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures().join("foolbox"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("cifar100_")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cifar100_"))
+        })
         .collect();
     v.sort();
     v.iter()
         .map(|p| {
-            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let fine: i64 = stem.rsplit('_').next().unwrap_or("").parse()?;
             Ok((std::fs::read(p)?, fine))
         })
@@ -58,7 +64,10 @@ fn write_parquet(path: &Path, rows: &[(Vec<u8>, i64)], fine_names: &[String]) ->
     }}});
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_key_value_metadata(Some(vec![KeyValue::new("huggingface".into(), meta.to_string())]))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "huggingface".into(),
+            meta.to_string(),
+        )]))
         .build();
     std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
     let mut w = SerializedFileWriter::new(std::fs::File::create(path)?, schema, Arc::new(props))?;
@@ -68,23 +77,30 @@ fn write_parquet(path: &Path, rows: &[(Vec<u8>, i64)], fine_names: &[String]) ->
     while let Some(mut c) = rg.next_column()? {
         match col {
             0 => {
-                let v: Vec<ByteArray> = rows.iter().map(|(b, _)| ByteArray::from(b.clone())).collect();
-                c.typed::<ByteArrayType>().write_batch(&v, Some(&vec![2; n]), None)?;
+                let v: Vec<ByteArray> = rows
+                    .iter()
+                    .map(|(b, _)| ByteArray::from(b.clone()))
+                    .collect();
+                c.typed::<ByteArrayType>()
+                    .write_batch(&v, Some(&vec![2; n]), None)?;
             }
             1 => {
                 // path = null: the group is present (level 1), the value is not.
-                c.typed::<ByteArrayType>().write_batch(&[], Some(&vec![1; n]), None)?;
+                c.typed::<ByteArrayType>()
+                    .write_batch(&[], Some(&vec![1; n]), None)?;
             }
             2 => {
                 let v: Vec<i64> = rows.iter().map(|r| r.1).collect();
-                c.typed::<Int64Type>().write_batch(&v, Some(&vec![1; n]), None)?;
+                c.typed::<Int64Type>()
+                    .write_batch(&v, Some(&vec![1; n]), None)?;
             }
             _ => {
                 let v: Vec<i64> = rows
                     .iter()
                     .map(|r| CIFAR100_FINE_TO_COARSE[r.1 as usize] as i64)
                     .collect();
-                c.typed::<Int64Type>().write_batch(&v, Some(&vec![1; n]), None)?;
+                c.typed::<Int64Type>()
+                    .write_batch(&v, Some(&vec![1; n]), None)?;
             }
         }
         c.close()?;
@@ -97,7 +113,10 @@ fn write_parquet(path: &Path, rows: &[(Vec<u8>, i64)], fine_names: &[String]) ->
 
 #[test]
 fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result<()> {
-    let bin = load_dataset(DatasetName::Cifar100, Some(&fixtures().join("cifar-100-binary")))?;
+    let bin = load_dataset(
+        DatasetName::Cifar100,
+        Some(&fixtures().join("cifar-100-binary")),
+    )?;
     let rows = foolbox_cifar100()?;
     assert_eq!(rows.len(), 20);
     let t = tempfile::tempdir()?;
@@ -105,8 +124,16 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
     let repo = cache.join("datasets--uoft-cs--cifar100");
     let sha = "0123456789abcdef0123456789abcdef01234567";
     let snap = repo.join("snapshots").join(sha);
-    write_parquet(&snap.join("cifar100/train-00000-of-00001.parquet"), &rows[..12], &bin.class_names)?;
-    write_parquet(&snap.join("cifar100/test-00000-of-00001.parquet"), &rows[12..], &bin.class_names)?;
+    write_parquet(
+        &snap.join("cifar100/train-00000-of-00001.parquet"),
+        &rows[..12],
+        &bin.class_names,
+    )?;
+    write_parquet(
+        &snap.join("cifar100/test-00000-of-00001.parquet"),
+        &rows[12..],
+        &bin.class_names,
+    )?;
     std::fs::create_dir_all(repo.join("refs"))?;
     std::fs::write(repo.join("refs/main"), sha)?;
 
@@ -121,7 +148,9 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
             && e.contains("--data-root"),
         "{e}"
     );
-    let e = load_named("hf:not a repo", None, &LoadOptions::default()).unwrap_err().to_string();
+    let e = load_named("hf:not a repo", None, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("hf:<owner>/<name>"), "{e}");
 
     std::env::set_var("HF_HUB_CACHE", &cache);
@@ -141,7 +170,12 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
     // The same images give the same training views and evaluation inputs as the binary version.
     let aug = Augmenter::new(AugmentConfig::default(), bin.shape, &bin.mean, &bin.std)?;
     let dev = candle_core::Device::Cpu;
-    let items: Vec<Item> = (0..12u32).map(|i| Item { index: i, label: -1 }).collect();
+    let items: Vec<Item> = (0..12u32)
+        .map(|i| Item {
+            index: i,
+            label: -1,
+        })
+        .collect();
     let a = two_view_batch(&d.train, &items, &aug, 11, 3, &dev)?;
     let b = two_view_batch(&bin.test, &items, &aug, 11, 3, &dev)?;
     let v = |t: &candle_core::Tensor| t.flatten_all().and_then(|x| x.to_vec1::<f32>());
@@ -164,8 +198,13 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
         image_column: "picture".into(),
         ..LoadOptions::default()
     };
-    let e = load_named("hf:uoft-cs/cifar100", None, &bad).unwrap_err().to_string();
-    assert!(e.contains("no image column `picture`") && e.contains("fine_label"), "{e}");
+    let e = load_named("hf:uoft-cs/cifar100", None, &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no image column `picture`") && e.contains("fine_label"),
+        "{e}"
+    );
 
     // --data-root pointing at a folder of the parquet files works without any cache.
     std::env::set_var("HF_HUB_CACHE", t.path().join("empty"));
@@ -177,9 +216,53 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
     let full = std::fs::read(snap.join("cifar100/train-00000-of-00001.parquet"))?;
     std::fs::write(broken.join("train.parquet"), &full[..full.len() / 2])?;
     std::fs::write(broken.join("test.parquet"), &full)?;
-    let e = load_named("hf:uoft-cs/cifar100", Some(&broken), &LoadOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = load_named(
+        "hf:uoft-cs/cifar100",
+        Some(&broken),
+        &LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("train.parquet") && e.contains("parquet"), "{e}");
+    Ok(())
+}
+
+/// The same images written by pyarrow (an independent writer, `scripts/make_hf_parquet_fixture.py`), with the hub's
+/// exact schema and metadata, read as a folder of parquet files.
+#[test]
+fn a_pyarrow_written_hub_dataset_reads_with_fine_and_coarse_names() -> Result<()> {
+    let bin = load_dataset(
+        DatasetName::Cifar100,
+        Some(&fixtures().join("cifar-100-binary")),
+    )?;
+    let dir = fixtures().join("hf-cifar100");
+    let d = load_named("hf:uoft-cs/cifar100", Some(&dir), &LoadOptions::default())?;
+    assert_eq!((d.num_classes, d.train.len(), d.test.len()), (100, 12, 8));
+    assert_eq!(d.class_names, bin.class_names);
+    for i in 0..12 {
+        assert_eq!(d.train.label(i), bin.test.label(i));
+        assert_eq!(&d.train.source(i)?.pixels[..], bin.test.image(i), "row {i}");
+    }
+    for i in 0..8 {
+        assert_eq!(
+            &d.test.source(i)?.pixels[..],
+            bin.test.image(12 + i),
+            "test row {i}"
+        );
+    }
+    let coarse = LoadOptions {
+        label_column: "coarse_label".into(),
+        ..LoadOptions::default()
+    };
+    let d = load_named("hf:uoft-cs/cifar100", Some(&dir), &coarse)?;
+    assert_eq!(d.num_classes, 20);
+    assert_eq!(d.class_names[10], "large_natural_outdoor_scenes");
+    assert_eq!(d.train.label(0), 10); // the first image is a mountain
+    let ins = d.inspect();
+    assert_eq!(ins.image_sizes.len(), 1);
+    assert_eq!(
+        (ins.image_sizes[0].width, ins.image_sizes[0].count),
+        (32, 20)
+    );
     Ok(())
 }
