@@ -15,8 +15,8 @@
 //! * Every image's header is read first (in parallel): its size and colour. A file that is not a readable
 //!   image stops loading with its path, or is left out and listed in [`Dataset::report`]
 //!   ([`LoadOptions::bad_files`]).
-//! * If every image is grayscale the dataset has 1 channel; otherwise all images are converted to RGB
-//!   (alpha is dropped).
+//! * If every image is stored as grayscale the dataset has 1 channel; otherwise all images are converted to RGB
+//!   (alpha is dropped). WebP and the image crate's BMP reader have no gray mode: such files count as colour.
 //! * The model sees `image_size x image_size` images (or the first training image's size when it is 0):
 //!   training views are random resized crops of the whole image, evaluation views a resize + centre crop
 //!   ([`crate::encoded`]).

@@ -1,9 +1,10 @@
 //! Parquet datasets as the Hugging Face hub stores them: one or more `*.parquet` files per split, an image column
 //! (a struct `{bytes, path}` holding PNG/JPEG bytes, or plain bytes) and an integer or string label column.
 //!
-//! * Files are found recursively under a folder and sorted; a file belongs to the training split when its path
-//!   (relative to the folder) contains `train`, to the test split when it contains `test`; without test files,
-//!   `validation` / `valid` / `val` files are the test split.
+//! * Files are found recursively under a folder and sorted; a file belongs to the training split when one of the
+//!   words of its path relative to the folder (split at `/ \ - _ .`) is `train`, to the test split when one is
+//!   `test` (`cifar100/train-00000-of-00001.parquet`, `data/test/0.parquet`); without test files, `validation` /
+//!   `valid` / `val` files are the test split.
 //! * Column names: [`LoadOptions::image_column`] / [`LoadOptions::label_column`], else the usual names
 //!   (`img` / `image`; `label` / `fine_label` / `labels`). CIFAR-100's coarse labels: `label_column =
 //!   "coarse_label"`.
