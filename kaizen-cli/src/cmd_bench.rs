@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// Device: cpu, or cuda[:N] (needs a build with `--features cuda`; times include a device synchronisation).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also time the CPU kernels inside the timed steps (convolution forward / input gradient / weight gradient,
+    /// batch norm, linear, add+ReLU, SGD) and report their milliseconds per step and what remains outside them
+    /// (candle's own ops, autograd bookkeeping, allocation, waiting threads).
+    #[arg(long)]
+    kernel_profile: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -316,6 +321,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut phases: Vec<[f64; 4]> = Vec::with_capacity(a.steps);
     let mut last_loss = f32::NAN;
     for i in 0..a.warmup + a.steps {
+        if i == a.warmup {
+            ops::profile::set_kernel_profile(a.kernel_profile);
+            ops::profile::reset_kernel_profile();
+        }
         let t0 = Instant::now();
         let (loss, ph) = step().with_context(|| format!("training step {i}"))?;
         // Kernels on a GPU run asynchronously: wait for them so the step's time is complete.
@@ -351,6 +360,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "kaizen-fast"
     };
     let ips = a.batch as f64 * 1e3 / med;
+    ops::profile::set_kernel_profile(false);
+    let kernel_ms = a.kernel_profile.then(|| kernel_profile_json(&times));
     if a.json {
         let out = serde_json::json!({
             "framework": "kaizen-rs (candle 0.11.1)",
@@ -366,6 +377,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "phase_ms_median": phases_json(a.mode, &phase_median),
             "images_per_s": (ips * 10.0).round() / 10.0,
             "peak_rss_mb": peak_rss_mb(),
+            "kernel_ms_per_step": kernel_ms,
             "steps_ms": times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
             "final_loss": last_loss,
         });
@@ -378,6 +390,33 @@ pub fn run(a: BenchArgs) -> Result<()> {
             a.batch,
             phases_json(a.mode, &phase_median)
         );
+        if let Some(k) = kernel_ms {
+            println!("kernel ms per step (mean over the timed steps): {k}");
+        }
     }
     Ok(())
+}
+
+/// The kernels' mean milliseconds per timed step, and the mean step time they leave outside them.
+fn kernel_profile_json(times: &[f64]) -> serde_json::Value {
+    let n = times.len().max(1) as f64;
+    let mut m = serde_json::Map::new();
+    let mut inside = 0.0;
+    for (name, ms, calls) in ops::profile::kernel_profile() {
+        inside += ms;
+        m.insert(
+            name.into(),
+            serde_json::json!((ms / n * 10.0).round() / 10.0),
+        );
+        m.insert(
+            format!("{name}_calls"),
+            serde_json::json!((calls as f64 / n * 10.0).round() / 10.0),
+        );
+    }
+    let mean_step = times.iter().sum::<f64>() / n;
+    m.insert(
+        "outside_kernels".into(),
+        serde_json::json!(((mean_step - inside / n) * 10.0).round() / 10.0),
+    );
+    serde_json::Value::Object(m)
 }

@@ -11,6 +11,7 @@
 use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, uninit_vec, with_slice, Uninit,
 };
+use super::profile::{timed, Kernel};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use std::sync::{Arc, OnceLock};
 
@@ -414,7 +415,9 @@ impl CustomOp3 for BnTrainOp {
         let x = cpu_slice(s1, l1, "batch_norm_train input")?;
         let gamma = cpu_slice(s2, l2, "batch_norm_train gamma")?;
         let beta = cpu_slice(s3, l3, "batch_norm_train beta")?;
-        let (y, st) = bn_fwd(x, l1.dims(), gamma, beta, self.eps, self.relu)?;
+        let (y, st) = timed(Kernel::BnFwd, || {
+            bn_fwd(x, l1.dims(), gamma, beta, self.eps, self.relu)
+        })?;
         // A fresh op is built for every call, so the cell is empty here; a second forward through
         // the same op (not done by this crate) would keep the first statistics, which is an error.
         if self.stats.set(st).is_err() {
@@ -438,7 +441,9 @@ impl CustomOp3 for BnTrainOp {
             with_slice(res, "batch_norm_train output", |ys| {
                 with_slice(dy, "batch_norm_train output grad", |dys| {
                     with_slice(gamma, "batch_norm_train gamma", |gs| {
-                        bn_bwd(xs, ys, dys, x.dims(), gs, st, self.relu)
+                        timed(Kernel::BnBwd, || {
+                            bn_bwd(xs, ys, dys, x.dims(), gs, st, self.relu)
+                        })
                     })
                 })
             })
@@ -486,7 +491,9 @@ impl candle_core::CustomOp1 for BnEvalOp {
             )
         }
         let mut y = uninit_vec(x.len());
-        apply(x, &mut y, c, s, &self.scale, &self.shift, self.relu)?;
+        timed(Kernel::BnFwd, || {
+            apply(x, &mut y, c, s, &self.scale, &self.shift, self.relu)
+        })?;
         // SAFETY: `apply` wrote every element of `y` (it returned Ok).
         #[allow(unsafe_code)]
         let y = unsafe { assume_init_vec(y) };

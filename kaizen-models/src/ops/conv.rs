@@ -12,6 +12,7 @@ use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, sgemm, sgemm_uninit, uninit_vec,
     with_inner_scratch, with_scratch, with_slice, write_slice, Mat, Uninit,
 };
+use super::profile::{timed, Kernel};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// Geometry of one convolution: x (b, cin, h, w), weight (cout, cin, k, k), output (b, cout, ho, wo).
@@ -681,7 +682,7 @@ impl CustomOp2 for Conv2dOp {
         let g = ConvGeom::new(l1.dims(), l2.dims(), self.stride, self.pad)?;
         let x = cpu_slice(s1, l1, "conv2d input")?;
         let w = cpu_slice(s2, l2, "conv2d weight")?;
-        let y = conv_fwd(&g, x, w)?;
+        let y = timed(Kernel::ConvFwd, || conv_fwd(&g, x, w))?;
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.cout, g.ho, g.wo))))
     }
 
@@ -695,7 +696,9 @@ impl CustomOp2 for Conv2dOp {
         let g = ConvGeom::new(x.dims(), w.dims(), self.stride, self.pad)?;
         let dx = if x.track_op() {
             let v = with_slice(dy, "conv2d output grad", |dys| {
-                with_slice(w, "conv2d weight", |ws| conv_bwd_input(&g, dys, ws))
+                with_slice(w, "conv2d weight", |ws| {
+                    timed(Kernel::ConvDx, || conv_bwd_input(&g, dys, ws))
+                })
             })?;
             Some(Tensor::from_vec(v, x.shape(), x.device())?)
         } else {
@@ -703,7 +706,9 @@ impl CustomOp2 for Conv2dOp {
         };
         let dw = if w.track_op() {
             let v = with_slice(dy, "conv2d output grad", |dys| {
-                with_slice(x, "conv2d input", |xs| conv_bwd_weight(&g, xs, dys))
+                with_slice(x, "conv2d input", |xs| {
+                    timed(Kernel::ConvDw, || conv_bwd_weight(&g, xs, dys))
+                })
             })?;
             Some(Tensor::from_vec(v, w.shape(), w.device())?)
         } else {

@@ -10,6 +10,7 @@ use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, sgemm_uninit, uninit_vec, with_slice, Mat,
     Uninit,
 };
+use super::profile::{timed, Kernel, TimedScope};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// The custom op: arg1 = x (B, I), arg2 = w (O, I), arg3 = b (O,), f32 contiguous on the CPU.
@@ -118,7 +119,7 @@ impl CustomOp3 for LinearOp {
         let x = cpu_slice(s1, l1, "linear input")?;
         let w = cpu_slice(s2, l2, "linear weight")?;
         let b = cpu_slice(s3, l3, "linear bias")?;
-        let y = linear_fwd(x, w, b, bs, i, o)?;
+        let y = timed(Kernel::Linear, || linear_fwd(x, w, b, bs, i, o))?;
         Ok((CpuStorage::F32(y), Shape::from((bs, o))))
     }
 
@@ -131,6 +132,7 @@ impl CustomOp3 for LinearOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (bs, i, o) = dims(x.dims(), w.dims(), b.dims())?;
+        let _t = TimedScope::new(Kernel::Linear);
         with_slice(dy, "linear output grad", |g| {
             // dy^T (O x B): element (r, c) = dy[c * O + r].
             let dx = if x.track_op() {

@@ -18,6 +18,7 @@ mod conv;
 mod eltwise;
 mod host;
 mod linear;
+pub mod profile;
 mod sgd;
 
 pub use host::tune_allocator;
