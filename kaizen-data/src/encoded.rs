@@ -18,7 +18,7 @@
 use crate::augment::crop::{centre_crop_rect, resized_crop};
 use crate::cache::DecodedCache;
 use crate::error::{DataError, Result};
-use crate::image_folder::{decode_image, MAX_IMAGE_BYTES, MAX_IMAGE_SIDE};
+use crate::image_folder::{decode_image, image_limits};
 use crate::types::ImageShape;
 use image::ImageDecoder;
 use rayon::prelude::*;
@@ -120,31 +120,13 @@ impl EncodedItem {
     /// Reads only the header: `(width, height, has colour)`.
     pub fn header(&self) -> Result<(u32, u32, bool)> {
         let path = self.path_for_errors();
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_IMAGE_SIDE);
-        limits.max_image_height = Some(MAX_IMAGE_SIDE);
-        limits.max_alloc = Some(MAX_IMAGE_BYTES);
-        let bad =
-            |e: image::ImageError| DataError::bad(&path, format!("not a readable image: {e}"));
         let (w, h, color) = match self {
             EncodedItem::File(p) => {
                 let f = std::fs::File::open(p).map_err(|e| DataError::io(p, e))?;
-                let mut r = image::ImageReader::new(std::io::BufReader::new(f))
-                    .with_guessed_format()
-                    .map_err(|e| DataError::io(p, e))?;
-                r.limits(limits);
-                let d = r.into_decoder().map_err(bad)?;
-                let (w, h) = d.dimensions();
-                (w, h, d.color_type().has_color())
+                read_header(std::io::BufReader::new(f), &path)?
             }
             EncodedItem::Bytes { bytes, .. } => {
-                let mut r = image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
-                    .with_guessed_format()
-                    .map_err(|e| DataError::io(&path, e))?;
-                r.limits(limits);
-                let d = r.into_decoder().map_err(bad)?;
-                let (w, h) = d.dimensions();
-                (w, h, d.color_type().has_color())
+                read_header(std::io::Cursor::new(&bytes[..]), &path)?
             }
         };
         if w == 0 || h == 0 {
@@ -155,6 +137,19 @@ impl EncodedItem {
         }
         Ok((w, h, color))
     }
+}
+
+/// `(width, height, has colour)` from the header `r` starts with, under the decoder limits.
+fn read_header<R: std::io::BufRead + std::io::Seek>(r: R, path: &Path) -> Result<(u32, u32, bool)> {
+    let mut r = image::ImageReader::new(r)
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    r.limits(image_limits());
+    let d = r
+        .into_decoder()
+        .map_err(|e| DataError::bad(path, format!("not a readable image: {e}")))?;
+    let (w, h) = d.dimensions();
+    Ok((w, h, d.color_type().has_color()))
 }
 
 /// A decoded image of any size: HWC u8 pixels with the dataset's channel count.

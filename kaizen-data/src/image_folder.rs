@@ -85,14 +85,20 @@ pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// The most memory one image may take once decoded (bytes).
 pub const MAX_IMAGE_BYTES: u64 = 256 << 20;
 
-/// Decodes one PNG or JPEG image held in `bytes`; `path` names it in errors. A header that declares more than
-/// [`MAX_IMAGE_SIDE`] pixels a side or more than [`MAX_IMAGE_BYTES`] decoded is refused before anything that
-/// size is allocated.
-pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
+/// The decoder limits of every image read: [`MAX_IMAGE_SIDE`] a side, [`MAX_IMAGE_BYTES`] decoded.
+pub(crate) fn image_limits() -> image::Limits {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    limits
+}
+
+/// Decodes one PNG or JPEG image held in `bytes`; `path` names it in errors. A header that declares more than
+/// [`MAX_IMAGE_SIDE`] pixels a side or more than [`MAX_IMAGE_BYTES`] decoded is refused before anything that
+/// size is allocated.
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
+    let limits = image_limits();
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
