@@ -6,12 +6,13 @@
 //! then, with the cargo feature `hub`, downloaded into that cache. Without any of them the error says what to
 //! download and where to put it.
 //!
-//! CIFAR without `--data-root` (cargo feature `hub`, off by default):
-//! With the feature, `KAIZEN_HF_CIFAR_REPO` names a Hugging Face *dataset* repository that mirrors the
-//! official binary archive folders (`cifar-10-batches-bin/*.bin`, `cifar-100-binary/*.bin`). The local hf-hub
-//! cache is tried first; then the files are fetched. Without the feature, without that variable, or when the
-//! fetch fails (offline), loading fails at once with a message that says which local folder to point
-//! `--data-root` at and where to get the official tarball.
+//! CIFAR without `--data-root`: the hub's parquet version (`uoft-cs/cifar10`, `uoft-cs/cifar100` with its fine
+//! labels) from the local hf cache, decoded into memory (the same images and labels as the binary version).
+//! Otherwise, with the cargo feature `hub` (off by default): `KAIZEN_HF_CIFAR_REPO`, if set, names a dataset
+//! repository that mirrors the official binary archive folders (`cifar-10-batches-bin/*.bin`,
+//! `cifar-100-binary/*.bin`), fetched through hf-hub; if not set, the parquet version is downloaded. Without the
+//! feature, or when the fetch fails (offline), loading fails at once with a message that says what to download,
+//! which local folder to point `--data-root` at and where to get the official tarball.
 
 use crate::error::{DataError, Result};
 use crate::name::DatasetName;
@@ -30,24 +31,52 @@ fn no_root(name: DatasetName, why: &str) -> DataError {
     }
 }
 
-/// Loads CIFAR when no `--data-root` was given: through hf-hub if the `hub` feature is on, else an error.
+/// The Hugging Face repository of a CIFAR version and its label column.
+fn cifar_repo(name: DatasetName) -> (&'static str, &'static str) {
+    match name {
+        DatasetName::Cifar100 => ("uoft-cs/cifar100", "fine_label"),
+        _ => ("uoft-cs/cifar10", "label"),
+    }
+}
+
+/// CIFAR from the hub's parquet version (`uoft-cs/cifar10`, `uoft-cs/cifar100`, fine labels) in `snapshot`:
+/// decoded into memory, the same images and labels as the binary version.
+fn cifar_from_parquet(name: DatasetName, snapshot: &Path) -> Result<Dataset> {
+    let opts = LoadOptions {
+        label_column: cifar_repo(name).1.into(),
+        ..LoadOptions::default()
+    };
+    load_parquet_dir(snapshot, name.as_str(), &opts)
+}
+
+/// Loads CIFAR when no `--data-root` was given: the hub's parquet version from the local hf cache, else (feature
+/// `hub`) through hf-hub, else an error that says what to download.
 #[cfg(not(feature = "hub"))]
 pub fn cifar_without_root(name: DatasetName) -> Result<Dataset> {
+    let repo = cifar_repo(name).0;
+    if let Some(snap) = hub_cache_dir().and_then(|c| cached_snapshot(&c, repo)) {
+        return cifar_from_parquet(name, &snap);
+    }
     Err(no_root(
         name,
-        "this build has no hf-hub support (cargo feature `hub`), so the files must be local",
+        &format!(
+            "{repo} is not in the local hf cache (`huggingface-cli download --repo-type dataset {repo}`) and this \
+             build has no hf-hub support (cargo feature `hub`), so the files must be local"
+        ),
     ))
 }
 
 /// Loads CIFAR when no `--data-root` was given: through hf-hub if the `hub` feature is on, else an error.
 #[cfg(feature = "hub")]
 pub fn cifar_without_root(name: DatasetName) -> Result<Dataset> {
-    let repo = std::env::var(HUB_REPO_ENV).map_err(|_| {
-        no_root(
-            name,
-            &format!("set {HUB_REPO_ENV} to an hf-hub dataset repo holding the binary files, or"),
-        )
-    })?;
+    let hf_repo = cifar_repo(name).0;
+    if let Some(snap) = hub_cache_dir().and_then(|c| cached_snapshot(&c, hf_repo)) {
+        return cifar_from_parquet(name, &snap);
+    }
+    let Ok(repo) = std::env::var(HUB_REPO_ENV) else {
+        let snap = download(hf_repo).map_err(|e| no_root(name, &e.to_string()))?;
+        return cifar_from_parquet(name, &snap);
+    };
     let (dir, _) = crate::cifar::archive(name);
     let files: &[&str] = match name {
         DatasetName::Cifar100 => &["train.bin", "test.bin"],

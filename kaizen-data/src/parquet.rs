@@ -10,8 +10,11 @@
 //!   "coarse_label"`.
 //! * Class names come from the file's `huggingface` metadata (a `ClassLabel`'s `names`) when present; integer
 //!   labels without them are named by their number; string labels are sorted.
-//! * The encoded image bytes are kept in memory (the size of the parquet files) and decoded when a batch needs
-//!   them, exactly as image-folder files are ([`crate::encoded`]); their headers are scanned first.
+//! * Headers are scanned first. When every image has the model's size and the decoded total is at most
+//!   [`MAX_IN_MEMORY_BYTES`] (CIFAR from the hub), the images are decoded once into an in-memory split: the
+//!   same dataset, bit for bit, as the binary files give. Otherwise the encoded bytes are kept in memory (the size
+//!   of the parquet files) and decoded when a batch needs them, exactly as image-folder files are
+//!   ([`crate::encoded`]).
 
 use crate::encoded::{scan, BadFiles, EncodedImages, EncodedItem};
 use crate::error::{DataError, Result};
@@ -298,6 +301,35 @@ fn classes(train: &Rows, test: &Rows, source: &Path) -> Result<(Vec<String>, Vec
     Ok((names, order))
 }
 
+/// Largest decoded size (bytes, both splits) of a parquet dataset whose images all have the model's size that is
+/// decoded into memory at load time instead of per batch.
+pub const MAX_IN_MEMORY_BYTES: usize = 1 << 30;
+
+/// Decodes every image (in parallel, results in order) into an in-memory split. A failure is an error naming
+/// the row (the header scan already left out, or stopped on, unreadable images).
+fn decode_to_memory(items: Vec<EncodedItem>, labels: Vec<u16>, shape: ImageShape) -> Result<Split> {
+    use rayon::prelude::*;
+    let decoded: Vec<Result<crate::encoded::SourceImage<'static>>> = items
+        .par_iter()
+        .map(|it| it.decode(shape.channels))
+        .collect();
+    let mut px = Vec::with_capacity(items.len() * shape.len());
+    for (it, d) in items.iter().zip(decoded) {
+        let d = d?;
+        if d.pixels.len() != shape.len() {
+            return Err(DataError::bad(
+                PathBuf::from(it.name()),
+                format!(
+                    "decoded to {}x{}, expected {shape} (CxHxW)",
+                    d.width, d.height
+                ),
+            ));
+        }
+        px.extend_from_slice(&d.pixels);
+    }
+    Split::new(shape, px, labels)
+}
+
 /// Loads the parquet dataset in `dir` (a local copy or an hf-hub snapshot folder); `name` is the dataset's
 /// name in outputs (e.g. `hf:uoft-cs/cifar100`).
 pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Dataset> {
@@ -349,7 +381,16 @@ pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Da
         height: h,
         width: w,
     };
+    // Images all of the model's size and small in total (CIFAR from the hub): decoded once into memory, so the
+    // dataset is exactly the in-memory one the binary files give (same pixels, exact statistics).
+    let all_fit = sizes
+        .iter()
+        .all(|&(sw, sh)| (sh as usize, sw as usize) == (h, w));
+    let in_memory = all_fit && sizes.len() * shape.len() <= MAX_IN_MEMORY_BYTES;
     let split = |items: Vec<EncodedItem>, labels: Vec<u16>, part: &str| -> Result<Split> {
+        if in_memory {
+            return decode_to_memory(items, labels, shape);
+        }
         let mut images = EncodedImages::new(items, shape, opts.eval_crop, opts.bad_files)?;
         if let Some(d) = &opts.decoded_cache {
             images = images.with_cache(&d.join(part))?;

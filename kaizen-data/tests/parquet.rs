@@ -148,18 +148,36 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
             && e.contains("--data-root"),
         "{e}"
     );
+    let e = load_dataset(DatasetName::Cifar100, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("huggingface-cli download --repo-type dataset uoft-cs/cifar100")
+            && e.contains("cifar-100-binary"),
+        "{e}"
+    );
     let e = load_named("hf:not a repo", None, &LoadOptions::default())
         .unwrap_err()
         .to_string();
     assert!(e.contains("hf:<owner>/<name>"), "{e}");
 
     std::env::set_var("HF_HUB_CACHE", &cache);
+    // `--dataset cifar100` without --data-root finds the hub's parquet version in the cache.
+    let c = load_dataset(DatasetName::Cifar100, None)?;
+    assert_eq!((c.name.as_str(), c.train.len()), ("cifar100", 12));
+    assert_eq!(c.train.image(3), bin.test.image(3));
     let d = load_named("hf:uoft-cs/cifar100", None, &LoadOptions::default())?;
     assert_eq!(d.name, "hf:uoft-cs/cifar100");
     assert_eq!((d.num_classes, d.train.len(), d.test.len()), (100, 12, 8));
     assert_eq!(d.class_names[49], "mountain");
     assert_eq!(d.shape, bin.shape);
-    assert!(d.train.is_streamed());
+    // All 32x32: decoded once into memory, like the binary version (exact statistics).
+    assert!(!d.train.is_streamed());
+    let first12 = bin.test.select(&(0..12).collect::<Vec<_>>());
+    assert_eq!(
+        (d.mean.clone(), d.std.clone()),
+        kaizen_data::dataset::channel_stats(&first12)
+    );
     for i in 0..12 {
         assert_eq!(d.train.label(i), bin.test.label(i));
         assert_eq!(&d.train.source(i)?.pixels[..], bin.test.image(i), "row {i}");
@@ -205,6 +223,19 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
         e.contains("no image column `picture`") && e.contains("fine_label"),
         "{e}"
     );
+
+    // Another model size: streamed, decoded and resized per batch.
+    let big = LoadOptions {
+        image_size: 40,
+        ..LoadOptions::default()
+    };
+    let d = load_named("hf:uoft-cs/cifar100", None, &big)?;
+    assert!(d.train.is_streamed());
+    assert_eq!((d.shape.height, d.shape.width), (40, 40));
+    let aug = Augmenter::new(AugmentConfig::default(), d.shape, &d.mean, &d.std)?;
+    let b = two_view_batch(&d.train, &items, &aug, 11, 3, &dev)?;
+    assert_eq!(b.view1.dims(), &[12, 3, 40, 40]);
+    assert!(v(&b.view1)?.iter().all(|x| x.is_finite()));
 
     // --data-root pointing at a folder of the parquet files works without any cache.
     std::env::set_var("HF_HUB_CACHE", t.path().join("empty"));
