@@ -80,11 +80,14 @@ pub(crate) fn linear_fwd(
     i: usize,
     o: usize,
 ) -> Result<Vec<f32>> {
-    // y^T (O x B) = W (O x I) * x^T (I x B), split over W's rows; then y = (y^T)^T + b.
+    // y^T (O x B) = W (O x I) * x^T (I x B), split over W's rows; then y = (y^T)^T + b. x^T is copied out
+    // row-major first: the gemm packs a row-major right-hand side about twice as fast as the column-major view of
+    // x (64 x 4096 -> 256, two threads: 1.08 ms with the copy against 2.18 ms without).
+    let xt_rows = transpose_into(x, i, bs, None)?;
     let xt = Mat {
-        data: x,
-        rs: 1,
-        cs: i,
+        data: &xt_rows,
+        rs: bs,
+        cs: 1,
     };
     let yt = split_gemm(
         "linear forward",
@@ -136,7 +139,9 @@ impl CustomOp3 for LinearOp {
         with_slice(dy, "linear output grad", |g| {
             // dy^T (O x B): element (r, c) = dy[c * O + r].
             let dx = if x.track_op() {
-                // dx^T (I x B) = W^T (I x O) * dy^T (O x B), split over W's columns.
+                // dx^T (I x B) = W^T (I x O) * dy^T (O x B), split over W's columns; dy^T copied out row-major
+                // (see the forward).
+                let gt_rows = transpose_into(g, o, bs, None)?;
                 let dxt = with_slice(w, "linear weight", |ws| {
                     split_gemm(
                         "linear input grad",
@@ -149,9 +154,9 @@ impl CustomOp3 for LinearOp {
                             cs: i,
                         },
                         Mat {
-                            data: g,
-                            rs: 1,
-                            cs: o,
+                            data: &gt_rows,
+                            rs: bs,
+                            cs: 1,
                         },
                     )
                 })?;
