@@ -421,7 +421,7 @@ impl Dataset {
     }
 
     /// What makes some results meaningless without being an error, as sentences: a class with no training or no
-    /// test image, and (`label_fraction == 0`) no labels at all.
+    /// test image, files left out as unreadable, and (`label_fraction == 0`) no labels at all.
     pub fn warnings(&self, label_fraction: f64) -> Vec<String> {
         let mut w = Vec::new();
         for (split, s, effect) in [
@@ -453,6 +453,16 @@ impl Dataset {
                     empty.join(", ") + if empty.len() == 1 { " has" } else { " have" }
                 ));
             }
+        }
+        if let Some(first) = self.report.skipped.first() {
+            let n = self.report.skipped.len();
+            w.push(format!(
+                "{n} unreadable {} left out (data.bad_files = skip), e.g. {}: {}; the run's manifest.json lists \
+                 them (`kaizen data inspect` too)",
+                if n == 1 { "file was" } else { "files were" },
+                first.path,
+                first.reason
+            ));
         }
         if label_fraction == 0.0 {
             w.push(

@@ -284,6 +284,12 @@ fn bad_files_stop_or_are_skipped_and_counted() -> Result<()> {
     assert_eq!(d.report.skipped.len(), 1);
     assert!(d.report.skipped[0].path.ends_with("3.png"));
     assert_eq!(d.inspect().bad_files, d.report.skipped);
+    let w = d.warnings(1.0);
+    assert!(
+        w.iter()
+            .any(|m| m.starts_with("1 unreadable file was left out") && m.contains("3.png")),
+        "{w:?}"
+    );
 
     // A header that reads but no pixel data: found when a batch needs the image.
     std::fs::write(r.join("train/b/3.png"), png_header_only(4, 4, 0))?;
