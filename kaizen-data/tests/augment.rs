@@ -484,3 +484,62 @@ fn hue_matches_the_piecewise_torchvision_formulas() {
         }
     }
 }
+
+#[test]
+fn gaussian_blur_is_normalised_keeps_constants_and_smooths_real_images() -> Result<()> {
+    use kaizen_data::augment::blur;
+    let k = blur::kernel(1.5, 100);
+    assert_eq!(k.len(), 2 * 5 + 1); // radius ceil(3 * 1.5) = 5
+    assert!((k.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    assert!((0..k.len()).all(|i| k[i] == k[k.len() - 1 - i]));
+    assert_eq!(blur::kernel(4.0, 3).len(), 7); // capped by the image
+    let mut flat_img = vec![0.25f32; 6 * 5 * 3];
+    blur::gaussian_blur(&mut flat_img, 6, 5, 3, 2.0);
+    assert!(flat_img.iter().all(|&v| (v - 0.25).abs() < 1e-6));
+
+    // On real CIFAR images: the blurred view (everything else the identity) varies less between neighbours.
+    let d = cifar()?;
+    let tv = |v: &[f32], w: usize| -> f32 {
+        v.windows(2)
+            .enumerate()
+            .filter(|(i, _)| (i + 1) % w != 0)
+            .map(|(_, p)| (p[1] - p[0]).abs())
+            .sum()
+    };
+    let plain = Augmenter::new(AugmentConfig::identity(), d.shape, &d.mean, &d.std)?;
+    let blurred = Augmenter::new(
+        AugmentConfig {
+            blur_p: [1.0, 1.0],
+            blur_sigma: [1.5, 1.5],
+            ..AugmentConfig::identity()
+        },
+        d.shape,
+        &d.mean,
+        &d.std,
+    )?;
+    let n = d.shape.len();
+    let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
+    for i in 0..5u32 {
+        plain.augment(d.test.image(i as usize), 1, 0, i, 0, &mut a);
+        blurred.augment(d.test.image(i as usize), 1, 0, i, 0, &mut b);
+        let (ta, tb) = (tv(&a, 32), tv(&b, 32));
+        assert!(tb < 0.7 * ta, "image {i}: {tb} vs {ta}");
+        let (ma, mb) = (
+            a.iter().sum::<f32>() / n as f32,
+            b.iter().sum::<f32>() / n as f32,
+        );
+        assert!((ma - mb).abs() < 0.02, "blur keeps the mean: {ma} vs {mb}");
+    }
+    // Probability 0 draws nothing: the default pipeline's views are those of a config without the keys.
+    let cfg: AugmentConfig = serde_json::from_str(r#"{"blur_p": [0.0, 0.0]}"#)?;
+    assert_eq!(cfg, AugmentConfig::default());
+    for bad in [
+        r#"{"blur_p": [1.5, 0.0]}"#,
+        r#"{"blur_sigma": [0.0, 1.0]}"#,
+        r#"{"blur_sigma": [2.0, 1.0]}"#,
+    ] {
+        let c: AugmentConfig = serde_json::from_str(bad)?;
+        assert!(c.validate().is_err(), "{bad}");
+    }
+    Ok(())
+}

@@ -13,20 +13,23 @@
 //!    brightness and contrast exist (saturation and hue are no-ops on gray);
 //! 3. grayscale with probability `grayscale_p` (ITU-R 601 luma `0.299 R + 0.587 G + 0.114 B` into all three
 //!    channels; a no-op on 1-channel images);
-//! 4. solarisation with probability `solarize_p[view]` (`x -> 1 - x` where `x >= 128/255`, PIL's threshold);
-//! 5. horizontal flip with probability `flip_p`;
-//! 6. normalisation `(x - mean[c]) / std[c]`, written as CHW.
+//! 4. Gaussian blur with probability `blur_p[view]` (sigma uniform in `blur_sigma`; [`blur`]; off by default, so
+//!    its numbers are drawn only when the view's probability is above 0);
+//! 5. solarisation with probability `solarize_p[view]` (`x -> 1 - x` where `x >= 128/255`, PIL's threshold);
+//! 6. horizontal flip with probability `flip_p`;
+//! 7. normalisation `(x - mean[c]) / std[c]`, written as CHW.
 //!
 //! Pixels are kept as f32 in `[0, 1]` between steps (no rounding to u8 between operations, unlike PIL).
 //! Every random number of a view comes from one generator, drawn in the order above, so a view is a pure
 //! function of `(image, config, generator)`; [`Augmenter::augment`] seeds that generator from
 //! `(seed, epoch_key, sample index, view)` (see [`crate::rng`]).
 
+pub mod blur;
 pub mod color;
 pub mod crop;
 
 use crate::error::{DataError, Result};
-use crate::rng::{bernoulli, rng_for, RngStream};
+use crate::rng::{bernoulli, rng_for, uniform, RngStream};
 use crate::types::ImageShape;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -55,6 +58,10 @@ pub struct AugmentConfig {
     pub grayscale_p: f64,
     /// Solarisation probability of view 1 and view 2 (`[0.0, 0.2]`, BYOL's asymmetric views).
     pub solarize_p: [f64; 2],
+    /// Gaussian-blur probability of view 1 and view 2 (`[0.0, 0.0]`: off; BYOL's ImageNet recipe: `[1.0, 0.1]`).
+    pub blur_p: [f64; 2],
+    /// Range of the blur's sigma in pixels of the output image, drawn uniformly (`[0.1, 2.0]`).
+    pub blur_sigma: [f64; 2],
 }
 
 impl Default for AugmentConfig {
@@ -70,6 +77,8 @@ impl Default for AugmentConfig {
             jitter_p: 0.8,
             grayscale_p: 0.2,
             solarize_p: [0.0, 0.2],
+            blur_p: [0.0, 0.0],
+            blur_sigma: [0.1, 2.0],
         }
     }
 }
@@ -88,6 +97,8 @@ impl AugmentConfig {
             jitter_p: 0.0,
             grayscale_p: 0.0,
             solarize_p: [0.0, 0.0],
+            blur_p: [0.0, 0.0],
+            blur_sigma: [0.1, 2.0],
         }
     }
 
@@ -131,6 +142,15 @@ impl AugmentConfig {
         prob("grayscale_p", self.grayscale_p)?;
         prob("solarize_p[0]", self.solarize_p[0])?;
         prob("solarize_p[1]", self.solarize_p[1])?;
+        prob("blur_p[0]", self.blur_p[0])?;
+        prob("blur_p[1]", self.blur_p[1])?;
+        let [lo, hi] = self.blur_sigma;
+        if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+            return Err(DataError::config(
+                "blur_sigma",
+                format!("need 0 < min <= max, got [{lo}, {hi}]"),
+            ));
+        }
         for (k, v) in [
             ("brightness", self.brightness),
             ("contrast", self.contrast),
@@ -253,6 +273,13 @@ impl Augmenter {
             None
         };
         let gray = bernoulli(rng, cfg.grayscale_p);
+        // Drawn only when this view may blur, so configs without blur keep their random streams.
+        let blur_p = cfg.blur_p[view.min(1)];
+        let blur = if blur_p > 0.0 && bernoulli(rng, blur_p) {
+            Some(uniform(rng, cfg.blur_sigma[0], cfg.blur_sigma[1]) as f32)
+        } else {
+            None
+        };
         let solarize = bernoulli(rng, cfg.solarize_p[view.min(1)]);
         let flip = bernoulli(rng, cfg.flip_p);
         // Execute.
@@ -263,6 +290,9 @@ impl Augmenter {
         }
         if gray && c == 3 {
             color::grayscale(&mut buf);
+        }
+        if let Some(sigma) = blur {
+            blur::gaussian_blur(&mut buf, h, w, c, sigma);
         }
         if solarize {
             color::solarize(&mut buf);

@@ -1,0 +1,54 @@
+//! Gaussian blur (BYOL / solo-learn's ImageNet recipe: per-view probability, sigma uniform in `[min, max]`) on HWC
+//! f32 buffers: a separable, normalised Gaussian kernel of radius `ceil(3 sigma)` (at most the image's size), with
+//! edge pixels repeated at the borders.
+
+/// The normalised 1-D Gaussian weights for `sigma` (> 0), radius `ceil(3 sigma)` capped at `max_radius`.
+pub fn kernel(sigma: f32, max_radius: usize) -> Vec<f32> {
+    let r = ((3.0 * sigma).ceil() as usize).min(max_radius);
+    let mut k: Vec<f32> = (0..=2 * r)
+        .map(|i| {
+            let x = i as f32 - r as f32;
+            (-(x * x) / (2.0 * sigma * sigma)).exp()
+        })
+        .collect();
+    let s: f32 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= s);
+    k
+}
+
+/// Blurs `buf` (HWC, `h x w x c`) in place with a Gaussian of `sigma` pixels: rows, then columns.
+pub fn gaussian_blur(buf: &mut [f32], h: usize, w: usize, c: usize, sigma: f32) {
+    let k = kernel(sigma, h.max(w).saturating_sub(1));
+    let r = k.len() / 2;
+    if r == 0 {
+        return;
+    }
+    let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
+    let mut tmp = vec![0f32; buf.len()];
+    // Along x.
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let mut acc = 0f32;
+                for (t, &kv) in k.iter().enumerate() {
+                    let xx = clamp(x as isize + t as isize - r as isize, w);
+                    acc += kv * buf[(y * w + xx) * c + ch];
+                }
+                tmp[(y * w + x) * c + ch] = acc;
+            }
+        }
+    }
+    // Along y.
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let mut acc = 0f32;
+                for (t, &kv) in k.iter().enumerate() {
+                    let yy = clamp(y as isize + t as isize - r as isize, h);
+                    acc += kv * tmp[(yy * w + x) * c + ch];
+                }
+                buf[(y * w + x) * c + ch] = acc;
+            }
+        }
+    }
+}
