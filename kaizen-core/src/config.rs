@@ -106,6 +106,11 @@ pub struct DataConfig {
     /// Parquet datasets: the label column (empty = `label`, `fine_label` or `labels`; CIFAR-100's coarse
     /// labels: `coarse_label`).
     pub label_column: String,
+    /// Per-channel normalisation mean in `[0, 1]` units (empty = measured on the training images; ImageNet's is
+    /// `[0.485, 0.456, 0.406]`).
+    pub mean: Vec<f32>,
+    /// Per-channel normalisation standard deviation (empty = measured; ImageNet's `[0.229, 0.224, 0.225]`).
+    pub std: Vec<f32>,
 }
 
 /// Model sizes.
@@ -275,6 +280,8 @@ impl Default for DataConfig {
             decoded_cache: String::new(),
             image_column: String::new(),
             label_column: String::new(),
+            mean: Vec::new(),
+            std: Vec::new(),
         }
     }
 }
@@ -387,6 +394,21 @@ impl ExperimentConfig {
         }
         if !(d.eval_crop > 0.0 && d.eval_crop <= 1.0) {
             return Err(bad("data.eval_crop", "must be in (0, 1]"));
+        }
+        if d.mean.len() != d.std.len() {
+            return Err(bad(
+                "data.mean",
+                "data.mean and data.std must both be set (one value per channel) or both be empty",
+            ));
+        }
+        if let Some(v) = d.mean.iter().find(|v| !v.is_finite()) {
+            return Err(bad("data.mean", format!("{v} is not finite")));
+        }
+        if let Some(v) = d.std.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(bad(
+                "data.std",
+                format!("{v} is not a positive finite number"),
+            ));
         }
         if d.image_size > 4096 {
             return Err(bad(

@@ -17,7 +17,31 @@ pub fn load_config_dataset(cfg: &ExperimentConfig) -> Result<Dataset, CoreError>
     }
     let root = (!cfg.data.data_root.is_empty()).then(|| PathBuf::from(&cfg.data.data_root));
     let opts = load_options(cfg)?;
-    Ok(apply_caps(load_named(name, root.as_deref(), &opts)?, cfg))
+    apply_normalisation(
+        apply_caps(load_named(name, root.as_deref(), &opts)?, cfg),
+        cfg,
+    )
+}
+
+/// Replaces the measured normalisation statistics by `data.mean` / `data.std` when they are set; their length
+/// must be the dataset's channel count.
+pub fn apply_normalisation(mut ds: Dataset, cfg: &ExperimentConfig) -> Result<Dataset, CoreError> {
+    let d = &cfg.data;
+    if d.mean.is_empty() {
+        return Ok(ds);
+    }
+    if d.mean.len() != ds.shape.channels || d.std.len() != ds.shape.channels {
+        return Err(CoreError::Invalid(format!(
+            "config keys `data.mean` / `data.std`: {} / {} values for the {} channels of {}",
+            d.mean.len(),
+            d.std.len(),
+            ds.shape.channels,
+            ds.name
+        )));
+    }
+    ds.mean = d.mean.clone();
+    ds.std = d.std.clone();
+    Ok(ds)
 }
 
 /// The streamed readers' options a config describes (`data.image_size`, `eval_crop`, `bad_files`,

@@ -5,7 +5,7 @@
 //! the earlier one.
 
 use crate::config::ExperimentConfig;
-use crate::data::{apply_caps, load_config_dataset};
+use crate::data::{apply_caps, apply_normalisation, load_config_dataset};
 use crate::distill::{self, DistillerFactory};
 use crate::error::CoreError;
 use crate::methods::{self, MethodFactory};
@@ -191,7 +191,7 @@ impl Registry {
     /// (`data.train_per_class`, `data.test_per_class`) apply to both.
     pub fn load_dataset(&self, cfg: &ExperimentConfig) -> Result<Dataset, CoreError> {
         match self.datasets.iter().find(|(n, _)| *n == cfg.data.dataset) {
-            Some((_, loader)) => Ok(apply_caps(loader(cfg)?, cfg)),
+            Some((_, loader)) => apply_normalisation(apply_caps(loader(cfg)?, cfg), cfg),
             None => load_config_dataset(cfg),
         }
     }
