@@ -149,6 +149,16 @@ fn read_header<R: std::io::BufRead + std::io::Seek>(r: R, path: &Path) -> Result
         .into_decoder()
         .map_err(|e| DataError::bad(path, format!("not a readable image: {e}")))?;
     let (w, h) = d.dimensions();
+    if d.total_bytes() > crate::image_folder::MAX_IMAGE_BYTES {
+        return Err(DataError::bad(
+            path,
+            format!(
+                "a {w}x{h} image takes {} MB decoded, over the limit of {} MB",
+                d.total_bytes() >> 20,
+                crate::image_folder::MAX_IMAGE_BYTES >> 20
+            ),
+        ));
+    }
     Ok((w, h, d.color_type().has_color()))
 }
 
@@ -274,6 +284,20 @@ impl EncodedImages {
         let rect = centre_crop_rect(src.height, src.width, s.height, s.width, self.eval_crop);
         resized_crop(&src.pixels, src.width, s, rect, false, out);
         Ok(())
+    }
+}
+
+/// `e` with the advice to skip bad files appended (the `stop` policy's error).
+pub fn with_skip_hint(e: DataError) -> DataError {
+    const HINT: &str =
+        "set data.bad_files = \"skip\" (e.g. --set data.bad_files=skip) to leave bad files out; \
+                        `kaizen data inspect` lists them all";
+    match e {
+        DataError::BadFile { path, reason } => DataError::BadFile {
+            path,
+            reason: format!("{reason} ({HINT})"),
+        },
+        other => other,
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! Rules:
 //! * Class ids are the **sorted** class names of the training split (folder names, or the labels of
-//!   `train.*`); with a class list ([`LoadOptions::class_list`]) only the listed classes are kept, and a listed
+//!   `train.*`, sorted by value when every label is an integer); with a class list ([`LoadOptions::class_list`]) only the listed classes are kept, and a listed
 //!   class that is missing is an error. A test class that is not a training class is an error.
 //! * Files are taken in sorted name order; other extensions (and hidden entries) are ignored. A class folder
 //!   with no image is an error ([`DataError::EmptyClass`]).
@@ -21,7 +21,7 @@
 //!   training views are random resized crops of the whole image, evaluation views a resize + centre crop
 //!   ([`crate::encoded`]).
 
-use crate::encoded::{scan, BadFiles, EncodedImages, EncodedItem};
+use crate::encoded::{scan, with_skip_hint, BadFiles, EncodedImages, EncodedItem};
 use crate::error::{DataError, Result};
 use crate::options::LoadOptions;
 use crate::types::{BadFile, Dataset, ImageShape, LoadReport, Split};
@@ -112,9 +112,12 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<image::DynamicImage> {
 type Entries = Vec<(PathBuf, String)>;
 
 /// `(file, class name)` of one split folder, in class then file-name order.
-fn list_folders(split_dir: &Path) -> Result<Entries> {
+fn list_folders(split_dir: &Path, class_list: &[String]) -> Result<Entries> {
     let mut out = Vec::new();
     for (name, dir) in class_dirs(split_dir)? {
+        if !class_list.is_empty() && !class_list.contains(&name) {
+            continue; // not a listed class: never read (ImageNet's other 900 folders)
+        }
         let files: Vec<PathBuf> = sorted_entries(&dir)?
             .into_iter()
             .filter(|p| is_image(p))
@@ -172,7 +175,17 @@ fn parse_list(file: &Path) -> Result<Entries> {
     } else {
         for (k, line) in text.lines().enumerate() {
             let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || (k == 0 && line.eq_ignore_ascii_case("path,label")) {
+            let line = if k == 0 {
+                line.trim_start_matches('\u{feff}')
+            } else {
+                line
+            };
+            let is_header = k == 0
+                && line
+                    .split(',')
+                    .map(|f| f.trim().to_ascii_lowercase())
+                    .eq(["path", "label"].map(String::from));
+            if line.trim().is_empty() || is_header {
                 continue;
             }
             let (path, label) = line.rsplit_once(',').ok_or_else(|| {
@@ -199,10 +212,17 @@ fn parse_list(file: &Path) -> Result<Entries> {
 
 /// The classes: the sorted training class names, restricted to `class_list` when given (every listed class
 /// must be present).
-fn classes(train: &Entries, class_list: &[String], source: &Path) -> Result<Vec<String>> {
+fn classes(
+    train: &Entries,
+    class_list: &[String],
+    source: &Path,
+    numeric: bool,
+) -> Result<Vec<String>> {
     let found: BTreeSet<&str> = train.iter().map(|(_, c)| c.as_str()).collect();
     if class_list.is_empty() {
-        return Ok(found.into_iter().map(String::from).collect());
+        let mut v: Vec<String> = found.into_iter().map(String::from).collect();
+        sort_names(&mut v, numeric);
+        return Ok(v);
     }
     let missing: Vec<&str> = class_list
         .iter()
@@ -222,8 +242,20 @@ fn classes(train: &Entries, class_list: &[String], source: &Path) -> Result<Vec<
         ));
     }
     let mut v = class_list.to_vec();
-    v.sort();
+    sort_names(&mut v, numeric);
     Ok(v)
+}
+
+/// Sorts class names as text, or by value when `numeric` and every name is an integer (list files whose labels
+/// are numbers: label 10 after 9, not after 1).
+fn sort_names(v: &mut [String], numeric: bool) {
+    let ints: Option<Vec<i64>> = numeric
+        .then(|| v.iter().map(|n| n.parse::<i64>().ok()).collect())
+        .flatten();
+    match ints {
+        Some(_) => v.sort_by_key(|n| n.parse::<i64>().unwrap_or(i64::MAX)),
+        None => v.sort(),
+    }
 }
 
 /// Maps class names to ids; entries of classes outside `classes` are dropped when `keep_unknown_out`, else an
@@ -234,12 +266,17 @@ fn with_ids(
     keep_unknown_out: bool,
     source: &Path,
 ) -> Result<Vec<(PathBuf, u16)>> {
+    let ids: std::collections::HashMap<&str, usize> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
     let mut out = Vec::with_capacity(entries.len());
     for (p, c) in entries {
-        match classes.binary_search(&c) {
-            Ok(id) => out.push((p, id as u16)),
-            Err(_) if keep_unknown_out => {}
-            Err(_) => {
+        match ids.get(c.as_str()) {
+            Some(&id) => out.push((p, id as u16)),
+            None if keep_unknown_out => {}
+            None => {
                 return Err(DataError::bad(
                     source,
                     format!(
@@ -290,15 +327,7 @@ fn scan_split(
                 path: path.display().to_string(),
                 reason: e.to_string(),
             }),
-            Err(e) => {
-                return Err(DataError::bad(
-                    &path,
-                    format!(
-                        "{e} (set data.bad_files = \"skip\", e.g. --set data.bad_files=skip, to leave bad files \
-                         out; `kaizen data inspect` lists them all)"
-                    ),
-                ))
-            }
+            Err(e) => return Err(with_skip_hint(e)),
         }
     }
     Ok(s)
@@ -315,7 +344,7 @@ pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset
         Some((a, b)) => (parse_list(&a)?, parse_list(&b)?, a),
         None => {
             let train_dir = root.join("train");
-            let train = list_folders(&train_dir)?;
+            let train = list_folders(&train_dir, &opts.class_list)?;
             if train.is_empty() {
                 return Err(DataError::bad(
                     &train_dir,
@@ -327,10 +356,11 @@ pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset
                 t if !t.exists() && root.join("val").is_dir() => root.join("val"),
                 t => t,
             };
-            (train, list_folders(&test_dir)?, train_dir)
+            (train, list_folders(&test_dir, &opts.class_list)?, train_dir)
         }
     };
-    let classes = classes(&train, &opts.class_list, &source)?;
+    let from_lists = list_files(root).is_some();
+    let classes = classes(&train, &opts.class_list, &source, from_lists)?;
     if classes.len() > u16::MAX as usize {
         return Err(DataError::bad(
             &source,

@@ -5,6 +5,8 @@
 //!   words of its path relative to the folder (split at `/ \ - _ .`) is `train`, to the test split when one is
 //!   `test` (`cifar100/train-00000-of-00001.parquet`, `data/test/0.parquet`); without test files, `validation` /
 //!   `valid` / `val` files are the test split.
+//! * Test split: the `test` files, unless their labels are all negative (the hub's ImageNet has unlabelled test
+//!   files); then the `validation` files. A class list ([`LoadOptions::class_list`]) keeps the listed classes.
 //! * Column names: [`LoadOptions::image_column`] / [`LoadOptions::label_column`], else the usual names
 //!   (`img` / `image`; `label` / `fine_label` / `labels`). CIFAR-100's coarse labels: `label_column =
 //!   "coarse_label"`.
@@ -16,7 +18,7 @@
 //!   of the parquet files) and decoded when a batch needs them, exactly as image-folder files are
 //!   ([`crate::encoded`]).
 
-use crate::encoded::{scan, BadFiles, EncodedImages, EncodedItem};
+use crate::encoded::{scan, with_skip_hint, BadFiles, EncodedImages, EncodedItem};
 use crate::error::{DataError, Result};
 use crate::options::LoadOptions;
 use crate::types::{BadFile, Dataset, ImageShape, LoadReport, Split};
@@ -26,7 +28,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The training and test parquet files under `dir` (see the module docs).
-pub fn split_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// The parquet files of one dataset folder, by split.
+#[derive(Clone, Debug, Default)]
+pub struct SplitFiles {
+    /// Training files.
+    pub train: Vec<PathBuf>,
+    /// Test files.
+    pub test: Vec<PathBuf>,
+    /// Validation files (`validation`, `valid`, `val`).
+    pub validation: Vec<PathBuf>,
+}
+
+/// The parquet files under `dir` by split (see the module docs); errors without training files or without both
+/// test and validation files.
+pub fn split_files(dir: &Path) -> Result<SplitFiles> {
     let mut all = Vec::new();
     collect(dir, &mut all)?;
     all.sort();
@@ -49,11 +64,9 @@ pub fn split_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
             .collect()
     };
     let train = pick(&["train"]);
-    let mut test = pick(&["test"]);
-    if test.is_empty() {
-        test = pick(&["validation", "valid", "val"]);
-    }
-    if train.is_empty() || test.is_empty() {
+    let test = pick(&["test"]);
+    let validation = pick(&["validation", "valid", "val"]);
+    if train.is_empty() || (test.is_empty() && validation.is_empty()) {
         let found: Vec<String> = all.iter().map(rel).collect();
         return Err(DataError::bad(
             dir,
@@ -64,7 +77,11 @@ pub fn split_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
             ),
         ));
     }
-    Ok((train, test))
+    Ok(SplitFiles {
+        train,
+        test,
+        validation,
+    })
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -266,6 +283,12 @@ fn classes(train: &Rows, test: &Rows, source: &Path) -> Result<(Vec<String>, Vec
             return Err(DataError::bad(source, format!("negative label {bad}")));
         }
         let max = ids.iter().copied().max().unwrap_or(0) as usize;
+        if max >= u16::MAX as usize {
+            return Err(DataError::bad(
+                source,
+                format!("label {max}: at most 65535 classes are supported"),
+            ));
+        }
         let names = match names_from_meta {
             Some(n) if n.len() > max => n,
             Some(n) => {
@@ -305,44 +328,109 @@ fn classes(train: &Rows, test: &Rows, source: &Path) -> Result<(Vec<String>, Vec
 /// decoded into memory at load time instead of per batch.
 pub const MAX_IN_MEMORY_BYTES: usize = 1 << 30;
 
-/// Decodes every image (in parallel, results in order) into an in-memory split. A failure is an error naming
-/// the row (the header scan already left out, or stopped on, unreadable images).
-fn decode_to_memory(items: Vec<EncodedItem>, labels: Vec<u16>, shape: ImageShape) -> Result<Split> {
+/// Decodes every image (in parallel, results in order) into an in-memory split. An image that does not decode is
+/// an error naming the row, or (`bad_files = skip`) left out and returned among the skipped files.
+fn decode_to_memory(
+    items: Vec<EncodedItem>,
+    labels: Vec<u16>,
+    shape: ImageShape,
+    bad_files: BadFiles,
+) -> Result<(Split, Vec<BadFile>)> {
     use rayon::prelude::*;
     let decoded: Vec<Result<crate::encoded::SourceImage<'static>>> = items
         .par_iter()
         .map(|it| it.decode(shape.channels))
         .collect();
     let mut px = Vec::with_capacity(items.len() * shape.len());
-    for (it, d) in items.iter().zip(decoded) {
-        let d = d?;
-        if d.pixels.len() != shape.len() {
-            return Err(DataError::bad(
-                PathBuf::from(it.name()),
-                format!(
-                    "decoded to {}x{}, expected {shape} (CxHxW)",
-                    d.width, d.height
-                ),
-            ));
+    let (mut kept, mut skipped) = (Vec::with_capacity(labels.len()), Vec::new());
+    for ((it, d), label) in items.iter().zip(decoded).zip(labels) {
+        let d = d.and_then(|d| {
+            if d.pixels.len() == shape.len() {
+                Ok(d)
+            } else {
+                Err(DataError::bad(
+                    PathBuf::from(it.name()),
+                    format!(
+                        "decoded to {}x{}, expected {shape} (CxHxW)",
+                        d.width, d.height
+                    ),
+                ))
+            }
+        });
+        match d {
+            Ok(d) => {
+                px.extend_from_slice(&d.pixels);
+                kept.push(label);
+            }
+            Err(e) if bad_files == BadFiles::Skip => skipped.push(BadFile {
+                path: it.name(),
+                reason: e.to_string(),
+            }),
+            Err(e) => return Err(with_skip_hint(e)),
         }
-        px.extend_from_slice(&d.pixels);
     }
-    Split::new(shape, px, labels)
+    Ok((Split::new(shape, px, kept)?, skipped))
 }
 
 /// Loads the parquet dataset in `dir` (a local copy or an hf-hub snapshot folder); `name` is the dataset's
 /// name in outputs (e.g. `hf:uoft-cs/cifar100`).
 pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Dataset> {
-    let (train_files, test_files) = split_files(dir)?;
-    let train = read_rows(&train_files, opts)?;
-    let test = read_rows(&test_files, opts)?;
-    let (names, order) = classes(&train, &test, &train_files[0])?;
+    let files = split_files(dir)?;
+    let train = read_rows(&files.train, opts)?;
+    // The test split, unless it has no labels (the hub's ImageNet stores -1): then the validation split.
+    let unlabelled = |r: &Rows| r.labels.iter().all(|l| matches!(l, Label::Id(i) if *i < 0));
+    let mut test = Rows {
+        items: Vec::new(),
+        labels: Vec::new(),
+        names: None,
+    };
+    if !files.test.is_empty() {
+        test = read_rows(&files.test, opts)?;
+    }
+    if (files.test.is_empty() || unlabelled(&test)) && !files.validation.is_empty() {
+        test = read_rows(&files.validation, opts)?;
+    }
+    let (names, order) = classes(&train, &test, &files.train[0])?;
     if names.len() > u16::MAX as usize {
         return Err(DataError::bad(
             dir,
             format!("{} classes, at most 65535", names.len()),
         ));
     }
+    // A class list keeps the listed classes (by name; every one must exist), in their order here.
+    let keep: Vec<Option<u16>> = if opts.class_list.is_empty() {
+        (0..names.len()).map(|i| Some(i as u16)).collect()
+    } else {
+        let missing: Vec<&String> = opts
+            .class_list
+            .iter()
+            .filter(|c| !names.contains(c))
+            .collect();
+        if let Some(m) = missing.first() {
+            return Err(DataError::bad(
+                dir,
+                format!(
+                    "{} listed class(es) are not classes of this dataset, e.g. `{m}`",
+                    missing.len()
+                ),
+            ));
+        }
+        let mut next = 0u16;
+        names
+            .iter()
+            .map(|n| {
+                opts.class_list.contains(n).then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
+    };
+    let names: Vec<String> = names
+        .into_iter()
+        .zip(&keep)
+        .filter_map(|(n, k)| k.map(|_| n))
+        .collect();
     let mut skipped = Vec::new();
     let mut sizes = Vec::new();
     let mut color = false;
@@ -353,18 +441,21 @@ pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Da
             let id = order.binary_search(&lab).map_err(|_| {
                 DataError::bad(dir, format!("{part} label {lab:?} is not a training label"))
             })?;
+            let Some(id) = keep[id] else {
+                continue; // a class outside the class list
+            };
             match head {
                 Ok((w, h, c)) => {
                     sizes.push((w, h));
                     color |= c;
                     items.push(item);
-                    labels.push(id as u16);
+                    labels.push(id);
                 }
                 Err(e) if opts.bad_files == BadFiles::Skip => skipped.push(BadFile {
                     path: item.name(),
                     reason: e.to_string(),
                 }),
-                Err(e) => return Err(e),
+                Err(e) => return Err(with_skip_hint(e)),
             }
         }
         Ok((items, labels))
@@ -386,10 +477,13 @@ pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Da
     let all_fit = sizes
         .iter()
         .all(|&(sw, sh)| (sh as usize, sw as usize) == (h, w));
-    let in_memory = all_fit && sizes.len() * shape.len() <= MAX_IN_MEMORY_BYTES;
-    let split = |items: Vec<EncodedItem>, labels: Vec<u16>, part: &str| -> Result<Split> {
+    let in_memory =
+        all_fit && opts.eval_crop == 1.0 && sizes.len() * shape.len() <= MAX_IN_MEMORY_BYTES;
+    let mut split = |items: Vec<EncodedItem>, labels: Vec<u16>, part: &str| -> Result<Split> {
         if in_memory {
-            return decode_to_memory(items, labels, shape);
+            let (s, bad) = decode_to_memory(items, labels, shape, opts.bad_files)?;
+            skipped.extend(bad);
+            return Ok(s);
         }
         let mut images = EncodedImages::new(items, shape, opts.eval_crop, opts.bad_files)?;
         if let Some(d) = &opts.decoded_cache {

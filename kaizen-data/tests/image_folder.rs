@@ -187,9 +187,10 @@ fn csv_and_json_lists_val_folders_and_class_lists() -> Result<()> {
     ] {
         save_gray(&r.join(p), 5, 6, v)?;
     }
+    // Excel's "CSV UTF-8": a byte-order mark and spaces in the header.
     std::fs::write(
         r.join("train.csv"),
-        "path,label\nimg/a1.png,cat\nimg/b1.png,dog\nimg/a2.png,cat\n",
+        "\u{feff}path, label\nimg/a1.png,cat\nimg/b1.png,dog\nimg/a2.png,cat\n",
     )?;
     std::fs::write(r.join("test.csv"), "img/c1.png,dog\r\n")?;
     let d = load_dataset(DatasetName::ImageFolder, Some(r))?;
@@ -201,6 +202,17 @@ fn csv_and_json_lists_val_folders_and_class_lists() -> Result<()> {
     // JSON with numeric labels; CSV wins when both exist, so remove it.
     std::fs::remove_file(r.join("train.csv"))?;
     std::fs::remove_file(r.join("test.csv"))?;
+    std::fs::write(
+        r.join("train.json"),
+        r#"[{"path": "img/a1.png", "label": 10}, {"path": "img/b1.png", "label": 9}]"#,
+    )?;
+    std::fs::write(
+        r.join("test.json"),
+        r#"[{"path": "img/c1.png", "label": 9}]"#,
+    )?;
+    let d = load_dataset(DatasetName::ImageFolder, Some(r))?;
+    assert_eq!(d.class_names, vec!["9", "10"]); // by value, not as text
+    assert_eq!(d.train.labels(), &[1, 0]);
     std::fs::write(
         r.join("train.json"),
         r#"[{"path": "img/a1.png", "label": 3}, {"path": "img/b1.png", "label": 7}]"#,
@@ -232,6 +244,7 @@ fn csv_and_json_lists_val_folders_and_class_lists() -> Result<()> {
         save_gray(&r.join(format!("train/{c}/1.png")), 5, 5, 1)?;
         save_gray(&r.join(format!("val/{c}/1.png")), 5, 5, 2)?;
     }
+    std::fs::create_dir_all(r.join("train/n04"))?; // empty, but not listed: never read
     let list = r.join("classes.txt");
     std::fs::write(&list, "# two of three\nn03\nn01\n")?;
     let o = LoadOptions {
@@ -275,6 +288,11 @@ fn bad_files_stop_or_are_skipped_and_counted() -> Result<()> {
         "{e}"
     );
     assert!(e.to_string().contains("bad_files"), "{e}");
+    assert_eq!(
+        e.to_string().matches("3.png").count(),
+        1,
+        "the path once: {e}"
+    );
     let skip = LoadOptions {
         bad_files: BadFiles::Skip,
         ..LoadOptions::default()
@@ -305,6 +323,13 @@ fn bad_files_stop_or_are_skipped_and_counted() -> Result<()> {
     assert_eq!(b.view1.dims(), &[1, 1, 4, 4]);
     let failures = d.train.encoded_images().map(|e| e.decode_failures());
     assert_eq!(failures, Some(1));
+
+    // A header declaring more than 256 MiB decoded (12000 x 12000 RGB) is refused by the scan, not mid-training.
+    std::fs::write(r.join("train/b/3.png"), png_header_only(12_000, 12_000, 2))?;
+    let e = load_dataset(DatasetName::ImageFolder, Some(r))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3.png") && e.contains("MB decoded"), "{e}");
 
     std::fs::remove_file(r.join("train/b/3.png"))?;
     save_gray(&r.join("test/c/1.png"), 4, 4, 1)?;

@@ -97,7 +97,10 @@ fn write_parquet(path: &Path, rows: &[(Vec<u8>, i64)], fine_names: &[String]) ->
             _ => {
                 let v: Vec<i64> = rows
                     .iter()
-                    .map(|r| CIFAR100_FINE_TO_COARSE[r.1 as usize] as i64)
+                    .map(|r| match usize::try_from(r.1) {
+                        Ok(f) => CIFAR100_FINE_TO_COARSE[f] as i64,
+                        Err(_) => -1, // unlabelled
+                    })
                     .collect();
                 c.typed::<Int64Type>()
                     .write_batch(&v, Some(&vec![1; n]), None)?;
@@ -241,6 +244,57 @@ fn hub_cifar100_parquet_reads_offline_and_matches_the_binary_version() -> Result
     std::env::set_var("HF_HUB_CACHE", t.path().join("empty"));
     let d = load_named("hf:uoft-cs/cifar100", Some(&snap), &LoadOptions::default())?;
     assert_eq!(d.train.len(), 12);
+    // Unlabelled test files (-1, as the hub's ImageNet): the validation files are the test split. A class list
+    // keeps the listed classes.
+    let split3 = t.path().join("split3");
+    write_parquet(
+        &split3.join("data/train-0.parquet"),
+        &rows[..12],
+        &bin.class_names,
+    )?;
+    let unlabelled: Vec<(Vec<u8>, i64)> = rows[12..].iter().map(|(b, _)| (b.clone(), -1)).collect();
+    write_parquet(
+        &split3.join("data/test-0.parquet"),
+        &unlabelled,
+        &bin.class_names,
+    )?;
+    write_parquet(
+        &split3.join("data/validation-0.parquet"),
+        &rows[12..],
+        &bin.class_names,
+    )?;
+    let d = load_named("hf:x/y", Some(&split3), &LoadOptions::default())?;
+    assert_eq!(d.test.len(), 8);
+    assert_eq!(d.test.label(0), bin.test.label(12));
+    let wanted: Vec<String> = vec![
+        bin.class_names[bin.test.label(0) as usize].clone(),
+        bin.class_names[bin.test.label(12) as usize].clone(),
+    ];
+    let listed = LoadOptions {
+        class_list: wanted.clone(),
+        ..LoadOptions::default()
+    };
+    let d = load_named("hf:x/y", Some(&split3), &listed)?;
+    assert_eq!(d.num_classes, 2);
+    let mut names = d.class_names.clone();
+    names.sort();
+    let mut w = wanted.clone();
+    w.sort();
+    assert_eq!(names, w);
+    assert!(
+        d.train.len() < 12 && !d.test.is_empty(),
+        "{}",
+        d.train.len()
+    );
+    let bad_list = LoadOptions {
+        class_list: vec!["unicorn".into()],
+        ..LoadOptions::default()
+    };
+    let e = load_named("hf:x/y", Some(&split3), &bad_list)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unicorn"), "{e}");
+
     // A truncated parquet file is an error naming it.
     let broken = t.path().join("broken");
     std::fs::create_dir_all(&broken)?;
