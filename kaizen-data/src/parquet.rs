@@ -1,10 +1,9 @@
 //! Parquet datasets as the Hugging Face hub stores them: one or more `*.parquet` files per split, an image column
 //! (a struct `{bytes, path}` holding PNG/JPEG bytes, or plain bytes) and an integer or string label column.
 //!
-//! * Files are found recursively under a folder and sorted; a file belongs to the training split when one of the
-//!   words of its path relative to the folder (split at `/ \ - _ .`) is `train`, to the test split when one is
-//!   `test` (`cifar100/train-00000-of-00001.parquet`, `data/test/0.parquet`); without test files, `validation` /
-//!   `valid` / `val` files are the test split.
+//! * Files are found recursively under a folder and sorted; each belongs to the split named by the last word of its
+//!   path relative to the folder (split at `/ \ - _ .`) that is `train`, `test` or `validation` / `valid` / `val`
+//!   (`cifar100/train-00000-of-00001.parquet`, `data/test/0.parquet`).
 //! * Test split: the `test` files, unless their labels are all negative (the hub's ImageNet has unlabelled test
 //!   files); then the `validation` files. A class list ([`LoadOptions::class_list`]) keeps the listed classes.
 //! * Column names: [`LoadOptions::image_column`] / [`LoadOptions::label_column`], else the usual names
@@ -51,21 +50,26 @@ pub fn split_files(dir: &Path) -> Result<SplitFiles> {
             .to_string_lossy()
             .to_ascii_lowercase()
     };
-    // A path names a split when one of its words (split at `/ \\ - _ .`) is the split's name, e.g.
-    // `cifar100/train-00000-of-00001.parquet` or `data/test/0000.parquet`.
-    let pick = |keys: &[&str]| -> Vec<PathBuf> {
-        all.iter()
-            .filter(|p| {
-                let r = rel(p);
-                r.split(['/', '\\', '-', '_', '.'])
-                    .any(|w| keys.contains(&w))
+    // A file belongs to the split named by the last of its path's words (split at `/ \\ - _ .`) that names one,
+    // e.g. `cifar100/train-00000-of-00001.parquet` or `data/test/0000.parquet`; `train_test/test-0.parquet` is test.
+    let split_of = |p: &PathBuf| -> Option<usize> {
+        rel(p)
+            .split(['/', '\\', '-', '_', '.'])
+            .filter_map(|w| match w {
+                "train" => Some(0),
+                "test" => Some(1),
+                "validation" | "valid" | "val" => Some(2),
+                _ => None,
             })
+            .last()
+    };
+    let pick = |k: usize| -> Vec<PathBuf> {
+        all.iter()
+            .filter(|p| split_of(p) == Some(k))
             .cloned()
             .collect()
     };
-    let train = pick(&["train"]);
-    let test = pick(&["test"]);
-    let validation = pick(&["validation", "valid", "val"]);
+    let (train, test, validation) = (pick(0), pick(1), pick(2));
     if train.is_empty() || (test.is_empty() && validation.is_empty()) {
         let found: Vec<String> = all.iter().map(rel).collect();
         return Err(DataError::bad(

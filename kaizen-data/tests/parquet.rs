@@ -351,3 +351,36 @@ fn a_pyarrow_written_hub_dataset_reads_with_fine_and_coarse_names() -> Result<()
     );
     Ok(())
 }
+
+#[test]
+fn parquet_files_go_to_the_split_their_last_split_word_names() -> Result<()> {
+    let t = tempfile::tempdir()?;
+    for f in [
+        "cifar100/train-00000-of-00002.parquet",
+        "cifar100/train-00001-of-00002.parquet",
+        "train_test/test-0.parquet",
+        "data/val/0.parquet",
+        "notes/contest.parquet",
+        "README.md",
+    ] {
+        let p = t.path().join(f);
+        std::fs::create_dir_all(p.parent().unwrap_or(t.path()))?;
+        std::fs::write(p, b"")?;
+    }
+    let s = kaizen_data::parquet::split_files(t.path())?;
+    let names = |v: &[PathBuf]| -> Vec<String> {
+        v.iter()
+            .map(|p| p.strip_prefix(t.path()).unwrap_or(p).display().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&s.train),
+        vec![
+            "cifar100/train-00000-of-00002.parquet",
+            "cifar100/train-00001-of-00002.parquet"
+        ]
+    );
+    assert_eq!(names(&s.test), vec!["train_test/test-0.parquet"]);
+    assert_eq!(names(&s.validation), vec!["data/val/0.parquet"]);
+    Ok(())
+}
