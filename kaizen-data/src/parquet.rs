@@ -55,13 +55,13 @@ pub fn split_files(dir: &Path) -> Result<SplitFiles> {
     let split_of = |p: &PathBuf| -> Option<usize> {
         rel(p)
             .split(['/', '\\', '-', '_', '.'])
-            .filter_map(|w| match w {
+            .rev()
+            .find_map(|w| match w {
                 "train" => Some(0),
                 "test" => Some(1),
                 "validation" | "valid" | "val" => Some(2),
                 _ => None,
             })
-            .last()
     };
     let pick = |k: usize| -> Vec<PathBuf> {
         all.iter()
