@@ -19,35 +19,29 @@ pub fn kernel(sigma: f32, max_radius: usize) -> Vec<f32> {
 /// Blurs `buf` (HWC, `h x w x c`) in place with a Gaussian of `sigma` pixels: rows, then columns.
 pub fn gaussian_blur(buf: &mut [f32], h: usize, w: usize, c: usize, sigma: f32) {
     let k = kernel(sigma, h.max(w).saturating_sub(1));
-    let r = k.len() / 2;
-    if r == 0 {
+    if k.len() < 3 {
         return;
     }
-    let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
     let mut tmp = vec![0f32; buf.len()];
-    // Along x.
+    pass(buf, &mut tmp, h, w, c, &k, true);
+    pass(&tmp, buf, h, w, c, &k, false);
+}
+
+/// One 1-D pass of `k` over `src` into `dst`, along x (`along_x`) or y, repeating the edge pixels.
+fn pass(src: &[f32], dst: &mut [f32], h: usize, w: usize, c: usize, k: &[f32], along_x: bool) {
+    let r = (k.len() / 2) as isize;
+    let (n, step) = if along_x { (w, c) } else { (h, w * c) };
     for y in 0..h {
         for x in 0..w {
+            let pos = if along_x { x } else { y } as isize;
+            let base = (y * w + x) * c - pos as usize * step;
             for ch in 0..c {
                 let mut acc = 0f32;
                 for (t, &kv) in k.iter().enumerate() {
-                    let xx = clamp(x as isize + t as isize - r as isize, w);
-                    acc += kv * buf[(y * w + xx) * c + ch];
+                    let at = (pos + t as isize - r).clamp(0, n as isize - 1) as usize;
+                    acc += kv * src[base + at * step + ch];
                 }
-                tmp[(y * w + x) * c + ch] = acc;
-            }
-        }
-    }
-    // Along y.
-    for y in 0..h {
-        for x in 0..w {
-            for ch in 0..c {
-                let mut acc = 0f32;
-                for (t, &kv) in k.iter().enumerate() {
-                    let yy = clamp(y as isize + t as isize - r as isize, h);
-                    acc += kv * tmp[(yy * w + x) * c + ch];
-                }
-                buf[(y * w + x) * c + ch] = acc;
+                dst[(y * w + x) * c + ch] = acc;
             }
         }
     }
