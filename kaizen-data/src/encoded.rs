@@ -19,7 +19,8 @@ use crate::augment::crop::{centre_crop_rect, resized_crop};
 use crate::cache::DecodedCache;
 use crate::error::{DataError, Result};
 use crate::image_folder::{decode_image, image_limits};
-use crate::types::ImageShape;
+use crate::options::LoadOptions;
+use crate::types::{BadFile, ImageShape, Split};
 use image::ImageDecoder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -304,4 +305,81 @@ pub fn with_skip_hint(e: DataError) -> DataError {
 /// The header of every item, in parallel, in item order: `(width, height, has colour)` or the error.
 pub fn scan(items: &[EncodedItem]) -> Vec<Result<(u32, u32, bool)>> {
     items.par_iter().map(|it| it.header()).collect()
+}
+
+/// One split of a streamed reader after the header scan: the readable images, their labels and sizes
+/// (`(width, height)`), and whether any of them has colour.
+pub(crate) struct Scanned {
+    pub(crate) items: Vec<EncodedItem>,
+    pub(crate) labels: Vec<u16>,
+    pub(crate) sizes: Vec<(u32, u32)>,
+    pub(crate) color: bool,
+}
+
+/// Reads every header ([`scan`]); an unreadable image stops loading (with the skip hint) or, under
+/// [`BadFiles::Skip`], is left out and recorded in `skipped`.
+pub(crate) fn scan_split(
+    items: Vec<EncodedItem>,
+    labels: Vec<u16>,
+    bad_files: BadFiles,
+    skipped: &mut Vec<BadFile>,
+) -> Result<Scanned> {
+    let heads = scan(&items);
+    let mut s = Scanned {
+        items: Vec::with_capacity(items.len()),
+        labels: Vec::with_capacity(items.len()),
+        sizes: Vec::with_capacity(items.len()),
+        color: false,
+    };
+    for ((item, label), head) in items.into_iter().zip(labels).zip(heads) {
+        match head {
+            Ok((w, h, c)) => {
+                s.items.push(item);
+                s.labels.push(label);
+                s.sizes.push((w, h));
+                s.color |= c;
+            }
+            Err(e) if bad_files == BadFiles::Skip => skipped.push(BadFile {
+                path: item.name(),
+                reason: e.to_string(),
+            }),
+            Err(e) => return Err(with_skip_hint(e)),
+        }
+    }
+    Ok(s)
+}
+
+/// The shape the model sees: `image_size` square, else the first readable training image's size; 3 channels when
+/// any image has colour, else 1. `source` names the dataset when no training image is readable.
+pub(crate) fn model_shape(
+    image_size: usize,
+    train: &Scanned,
+    test: &Scanned,
+    source: &Path,
+) -> Result<ImageShape> {
+    let (height, width) = match (image_size, train.sizes.first()) {
+        (s, _) if s > 0 => (s, s),
+        (_, Some(&(w, h))) => (h as usize, w as usize),
+        (_, None) => return Err(DataError::bad(source, "no readable training image")),
+    };
+    Ok(ImageShape {
+        channels: if train.color || test.color { 3 } else { 1 },
+        height,
+        width,
+    })
+}
+
+/// A streamed split of scanned images, read through a decoded cache in `<decoded_cache>/<part>` when one is
+/// configured.
+pub(crate) fn streamed_split(
+    s: Scanned,
+    shape: ImageShape,
+    opts: &LoadOptions,
+    part: &str,
+) -> Result<Split> {
+    let mut images = EncodedImages::new(s.items, shape, opts.eval_crop, opts.bad_files)?;
+    if let Some(dir) = &opts.decoded_cache {
+        images = images.with_cache(&dir.join(part))?;
+    }
+    Split::encoded(images, s.labels)
 }

@@ -21,10 +21,10 @@
 //!   training views are random resized crops of the whole image, evaluation views a resize + centre crop
 //!   ([`crate::encoded`]).
 
-use crate::encoded::{scan, with_skip_hint, BadFiles, EncodedImages, EncodedItem};
+use crate::encoded::{model_shape, scan_split, streamed_split, EncodedItem};
 use crate::error::{DataError, Result};
 use crate::options::LoadOptions;
-use crate::types::{BadFile, Dataset, ImageShape, LoadReport, Split};
+use crate::types::{Dataset, LoadReport};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -290,49 +290,6 @@ fn with_ids(
     Ok(out)
 }
 
-/// A split of the folder after the header scan.
-struct Scanned {
-    items: Vec<EncodedItem>,
-    labels: Vec<u16>,
-    sizes: Vec<(u32, u32)>,
-    color: bool,
-}
-
-/// Reads every header; bad files stop loading or are recorded in `skipped`.
-fn scan_split(
-    files: Vec<(PathBuf, u16)>,
-    bad_files: BadFiles,
-    skipped: &mut Vec<BadFile>,
-) -> Result<Scanned> {
-    let items: Vec<EncodedItem> = files
-        .iter()
-        .map(|(p, _)| EncodedItem::File(p.clone()))
-        .collect();
-    let heads = scan(&items);
-    let mut s = Scanned {
-        items: Vec::with_capacity(items.len()),
-        labels: Vec::with_capacity(items.len()),
-        sizes: Vec::with_capacity(items.len()),
-        color: false,
-    };
-    for ((item, (path, label)), head) in items.into_iter().zip(files).zip(heads) {
-        match head {
-            Ok((w, h, c)) => {
-                s.items.push(item);
-                s.labels.push(label);
-                s.sizes.push((w, h));
-                s.color |= c;
-            }
-            Err(e) if bad_files == BadFiles::Skip => skipped.push(BadFile {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            }),
-            Err(e) => return Err(with_skip_hint(e)),
-        }
-    }
-    Ok(s)
-}
-
 /// Loads an image-folder dataset from `root` with the default [`LoadOptions`] (see the module docs).
 pub fn load_image_folder(root: &Path) -> Result<Dataset> {
     load_image_folder_with(root, &LoadOptions::default())
@@ -340,7 +297,9 @@ pub fn load_image_folder(root: &Path) -> Result<Dataset> {
 
 /// Loads an image-folder dataset from `root` (see the module docs for the layouts and rules).
 pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset> {
-    let (train, test, source) = match list_files(root) {
+    let lists = list_files(root);
+    let from_lists = lists.is_some();
+    let (train, test, source) = match lists {
         Some((a, b)) => (parse_list(&a)?, parse_list(&b)?, a),
         None => {
             let train_dir = root.join("train");
@@ -359,7 +318,6 @@ pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset
             (train, list_folders(&test_dir, &opts.class_list)?, train_dir)
         }
     };
-    let from_lists = list_files(root).is_some();
     let classes = classes(&train, &opts.class_list, &source, from_lists)?;
     if classes.len() > u16::MAX as usize {
         return Err(DataError::bad(
@@ -377,31 +335,20 @@ pub fn load_image_folder_with(root: &Path, opts: &LoadOptions) -> Result<Dataset
         ));
     }
     let mut skipped = Vec::new();
-    let train = scan_split(train, opts.bad_files, &mut skipped)?;
-    let test = scan_split(test, opts.bad_files, &mut skipped)?;
-    let (h, w) = match (opts.image_size, train.sizes.first()) {
-        (s, _) if s > 0 => (s, s),
-        (_, Some(&(w, h))) => (h as usize, w as usize),
-        (_, None) => return Err(DataError::bad(root, "no readable training image")),
+    let mut scan_files = |files: Vec<(PathBuf, u16)>| {
+        let (paths, labels): (Vec<PathBuf>, Vec<u16>) = files.into_iter().unzip();
+        let items = paths.into_iter().map(EncodedItem::File).collect();
+        scan_split(items, labels, opts.bad_files, &mut skipped)
     };
-    let shape = ImageShape {
-        channels: if train.color || test.color { 3 } else { 1 },
-        height: h,
-        width: w,
-    };
+    let train = scan_files(train)?;
+    let test = scan_files(test)?;
+    let shape = model_shape(opts.image_size, &train, &test, root)?;
     let report = LoadReport {
         image_sizes: LoadReport::count_sizes(train.sizes.iter().chain(&test.sizes).copied()),
         skipped,
     };
-    let split = |s: Scanned, part: &str| -> Result<Split> {
-        let mut images = EncodedImages::new(s.items, shape, opts.eval_crop, opts.bad_files)?;
-        if let Some(dir) = &opts.decoded_cache {
-            images = images.with_cache(&dir.join(part))?;
-        }
-        Split::encoded(images, s.labels)
-    };
-    let train = split(train, "train")?;
-    let test = split(test, "test")?;
+    let train = streamed_split(train, shape, opts, "train")?;
+    let test = streamed_split(test, shape, opts, "test")?;
     let mut ds = Dataset::from_splits("image-folder", classes, train, test, root)?;
     let counts = ds.train.per_class_counts(ds.num_classes);
     if let Some(c) = counts.iter().position(|&n| n == 0) {

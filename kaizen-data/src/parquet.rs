@@ -17,7 +17,9 @@
 //!   of the parquet files) and decoded when a batch needs them, exactly as image-folder files are
 //!   ([`crate::encoded`]).
 
-use crate::encoded::{scan, with_skip_hint, BadFiles, EncodedImages, EncodedItem};
+use crate::encoded::{
+    model_shape, scan_split, streamed_split, with_skip_hint, BadFiles, EncodedItem, Scanned,
+};
 use crate::error::{DataError, Result};
 use crate::options::LoadOptions;
 use crate::types::{BadFile, Dataset, ImageShape, LoadReport, Split};
@@ -436,67 +438,41 @@ pub fn load_parquet_dir(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Da
         .filter_map(|(n, k)| k.map(|_| n))
         .collect();
     let mut skipped = Vec::new();
-    let mut sizes = Vec::new();
-    let mut color = false;
-    let mut finish = |rows: Rows, part: &str| -> Result<(Vec<EncodedItem>, Vec<u16>)> {
-        let heads = scan(&rows.items);
+    // Labels to class ids (rows of classes outside the class list dropped), then the header scan.
+    let mut finish = |rows: Rows, part: &str| -> Result<Scanned> {
         let (mut items, mut labels) = (Vec::new(), Vec::new());
-        for ((item, lab), head) in rows.items.into_iter().zip(rows.labels).zip(heads) {
+        for (item, lab) in rows.items.into_iter().zip(rows.labels) {
             let id = order.binary_search(&lab).map_err(|_| {
                 DataError::bad(dir, format!("{part} label {lab:?} is not a training label"))
             })?;
-            let Some(id) = keep[id] else {
-                continue; // a class outside the class list
-            };
-            match head {
-                Ok((w, h, c)) => {
-                    sizes.push((w, h));
-                    color |= c;
-                    items.push(item);
-                    labels.push(id);
-                }
-                Err(e) if opts.bad_files == BadFiles::Skip => skipped.push(BadFile {
-                    path: item.name(),
-                    reason: e.to_string(),
-                }),
-                Err(e) => return Err(with_skip_hint(e)),
+            if let Some(id) = keep[id] {
+                items.push(item);
+                labels.push(id);
             }
         }
-        Ok((items, labels))
+        scan_split(items, labels, opts.bad_files, &mut skipped)
     };
-    let (tr_items, tr_labels) = finish(train, "train")?;
-    let (te_items, te_labels) = finish(test, "test")?;
-    let (h, w) = match (opts.image_size, sizes.first()) {
-        (s, _) if s > 0 => (s, s),
-        (_, Some(&(w, h))) => (h as usize, w as usize),
-        (_, None) => return Err(DataError::bad(dir, "no readable training image")),
-    };
-    let shape = ImageShape {
-        channels: if color { 3 } else { 1 },
-        height: h,
-        width: w,
-    };
+    let train = finish(train, "train")?;
+    let test = finish(test, "test")?;
+    let shape = model_shape(opts.image_size, &train, &test, dir)?;
+    let sizes: Vec<(u32, u32)> = train.sizes.iter().chain(&test.sizes).copied().collect();
     // Images all of the model's size and small in total (CIFAR from the hub): decoded once into memory, so the
     // dataset is exactly the in-memory one the binary files give (same pixels, exact statistics).
     let all_fit = sizes
         .iter()
-        .all(|&(sw, sh)| (sh as usize, sw as usize) == (h, w));
+        .all(|&(sw, sh)| (sh as usize, sw as usize) == (shape.height, shape.width));
     let in_memory =
         all_fit && opts.eval_crop == 1.0 && sizes.len() * shape.len() <= MAX_IN_MEMORY_BYTES;
-    let mut split = |items: Vec<EncodedItem>, labels: Vec<u16>, part: &str| -> Result<Split> {
-        if in_memory {
-            let (s, bad) = decode_to_memory(items, labels, shape, opts.bad_files)?;
-            skipped.extend(bad);
-            return Ok(s);
+    let mut split = |s: Scanned, part: &str| -> Result<Split> {
+        if !in_memory {
+            return streamed_split(s, shape, opts, part);
         }
-        let mut images = EncodedImages::new(items, shape, opts.eval_crop, opts.bad_files)?;
-        if let Some(d) = &opts.decoded_cache {
-            images = images.with_cache(&d.join(part))?;
-        }
-        Split::encoded(images, labels)
+        let (split, bad) = decode_to_memory(s.items, s.labels, shape, opts.bad_files)?;
+        skipped.extend(bad);
+        Ok(split)
     };
-    let train = split(tr_items, tr_labels, "train")?;
-    let test = split(te_items, te_labels, "test")?;
+    let train = split(train, "train")?;
+    let test = split(test, "test")?;
     let mut ds = Dataset::from_splits(name, names, train, test, dir)?;
     ds.report = LoadReport {
         image_sizes: LoadReport::count_sizes(sizes),
