@@ -7,7 +7,11 @@
 # links here and runs only where a driver exists (scripts/gpu-smoke.sh).
 #
 #   bash scripts/check-cuda-build.sh            (env: CUDA_COMPUTE_CAP=90, CUDA_PIP_VERSION=13.0.*, KEEP=1 keeps
-#                                                the folder, CARGO_TARGET_DIR defaults to target/cuda-check)
+#                                                the folder, CARGO_TARGET_DIR defaults to target/cuda-check,
+#                                                RUSTFLAGS defaults to -C target-cpu=x86-64-v3)
+# The binary is meant to be carried to a GPU machine, so it is compiled for x86-64-v3 (AVX2 + FMA) rather than for
+# this CPU (.cargo/config.toml's target-cpu=native): a build for this AMD CPU's AVX-512 extensions stopped with an
+# illegal instruction on an H200 host. The gemm kernels still pick AVX-512 at run time where the CPU has it.
 # Not part of CI: the first build compiles candle's CUDA kernels (several minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +59,8 @@ cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib64/libcuda.so" "$W/cuda_s
 export CUDA_ROOT="$ROOT" CUDA_PATH="$ROOT" CUDA_HOME="$ROOT" CUDA_TOOLKIT_ROOT_DIR="$ROOT"
 export PATH="$ROOT/bin:$PATH" CUDA_COMPUTE_CAP="$CAP"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda-check}"
-echo "check-cuda-build: $(nvcc --version | tail -n 2 | head -n 1); compute capability $CAP"
+export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=x86-64-v3}"
+echo "check-cuda-build: $(nvcc --version | tail -n 2 | head -n 1); compute capability $CAP; RUSTFLAGS=$RUSTFLAGS"
 SETUP=$(( $(date +%s) - START ))
 cargo build --release -p kaizen-cli --features cuda
 TOTAL=$(( $(date +%s) - START ))

@@ -65,9 +65,14 @@ pub struct BenchArgs {
     /// The Kaizen mode always uses the trainer's optimiser.
     #[arg(long)]
     fused_sgd: bool,
-    /// Device: cpu, or cuda[:N] (needs a build with `--features cuda`; times include a device synchronisation).
+    /// Device: cpu, or cuda[:N] (needs a build with `--features cuda`; on a GPU every phase ends with a device
+    /// synchronisation, so that the step and its phases are charged their own kernels).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// With --device cuda: let cuBLAS use TF32 tensor cores for f32 matrix products (10-bit mantissa), as
+    /// PyTorch does for convolutions by default. Off by default: plain fp32, as the trainer computes.
+    #[arg(long)]
+    tf32: bool,
     /// Also time the CPU kernels inside the timed steps (convolution forward / input gradient / weight gradient,
     /// batch norm, linear, add+ReLU, SGD) and report their milliseconds per step and what remains outside them
     /// (candle's own ops, autograd bookkeeping, allocation, waiting threads).
@@ -160,11 +165,17 @@ fn sgd(vm: &VarMap, prefixes: &[&str]) -> Optimizer {
 /// One step: returns the loss and the time of its phases [forward, backward, optimiser, EMA] in ms.
 type StepFn = Box<dyn FnMut() -> Result<(f32, [f64; 4])>>;
 
-fn ms_since(t: &mut Instant) -> f64 {
+/// Milliseconds since `t`, and resets `t`. On a GPU it first waits for the queued kernels, so that each phase is
+/// charged its own work (kernels run asynchronously; without the wait the first phase that reads a value back
+/// would absorb all of it).
+fn ms_since(t: &mut Instant, dev: &Device) -> Result<f64> {
+    if !dev.is_cpu() {
+        dev.synchronize()?;
+    }
     let now = Instant::now();
     let ms = (now - *t).as_secs_f64() * 1e3;
     *t = now;
-    ms
+    Ok(ms)
 }
 
 fn supervised_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
@@ -181,16 +192,17 @@ fn supervised_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let x = uniform(&mut rng, &[a.batch, 3, 32, 32], dev)?;
     let y = labels(a, dev)?;
+    let dev = dev.clone();
     Ok(Box::new(move || {
         let mut t = Instant::now();
         let logits = head.forward(&backbone.forward(&x, BnMode::Train)?)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let fwd = ms_since(&mut t);
+        let fwd = ms_since(&mut t, &dev)?;
         let grads = loss.backward()?;
-        let bwd = ms_since(&mut t);
+        let bwd = ms_since(&mut t, &dev)?;
         opt.step(&grads)?;
         let loss = loss.to_scalar::<f32>()?;
-        Ok((loss, [fwd, bwd, ms_since(&mut t), 0.0]))
+        Ok((loss, [fwd, bwd, ms_since(&mut t, &dev)?, 0.0]))
     }))
 }
 
@@ -237,6 +249,7 @@ fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
     // Tau stays 0.99 (base = final); a long horizon keeps the schedule position irrelevant.
     let total_steps = a.warmup + a.steps + 1;
     let mut k = 0;
+    let dev = dev.clone();
     Ok(Box::new(move || {
         let settings = StepSettings {
             seen: &seen,
@@ -257,14 +270,14 @@ fn kaizen_step(a: &BenchArgs, dev: &Device) -> Result<StepFn> {
         let mut t = Instant::now();
         let (models, terms) = parts.step_parts(Some(&frozen));
         let computed = step::loss_terms(models, terms, &batch, &settings)?;
-        let fwd = ms_since(&mut t);
+        let fwd = ms_since(&mut t, &dev)?;
         let (models, _) = parts.step_parts(Some(&frozen));
         let values = step::apply(&computed, models, Some(&mut opt), pos)?;
         let loss = values
             .iter()
             .find(|v| v.term == "total")
             .map_or(f32::NAN, |v| v.value as f32);
-        Ok((loss, [fwd, ms_since(&mut t), 0.0, 0.0]))
+        Ok((loss, [fwd, ms_since(&mut t, &dev)?, 0.0, 0.0]))
     }))
 }
 
@@ -312,6 +325,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     );
     ops::set_fast_kernels(!a.reference_kernels);
     let dev = crate::cmd_run::device(&a.device)?;
+    anyhow::ensure!(
+        !a.tf32 || dev.is_cuda(),
+        "--tf32 applies to --device cuda only (the CPU has no TF32 arithmetic)"
+    );
+    candle_core::cuda::set_gemm_reduced_precision_f32(a.tf32);
     let mut step = match a.mode {
         BenchMode::Supervised => supervised_step(&a, &dev),
         BenchMode::Kaizen => kaizen_step(&a, &dev),
@@ -371,6 +389,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "batch": a.batch,
             "threads": threads,
             "device": a.device,
+            "tf32": a.tf32,
             "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").unwrap_or_default(),
             "step_ms_median": (med * 100.0).round() / 100.0,
             "step_ms_min": (sorted[0] * 100.0).round() / 100.0,

@@ -569,7 +569,9 @@ fn bench_reports_step_time_loss_and_peak_memory() {
         assert!(v["peak_rss_mb"].as_f64().is_some_and(|x| x > 1.0), "{v}");
         assert!(v["final_loss"].as_f64().is_some_and(f64::is_finite), "{v}");
         assert_eq!(v["mode"], mode);
+        assert_eq!(v["tf32"], false);
     }
+    fails_with(&["bench", "--tf32", "--steps", "1"], "--device cuda only");
     if !cfg!(feature = "cuda") {
         fails_with(
             &["bench", "--device", "cuda", "--steps", "1"],

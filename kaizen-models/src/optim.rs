@@ -112,12 +112,13 @@ pub struct Optimizer {
 /// Suffix of momentum-buffer names in [`Optimizer::state`].
 pub const MOMENTUM_SUFFIX: &str = ".momentum_buffer";
 
+/// The squared L2 norm as an f64 scalar tensor, still on the tensor's device.
+fn sq_norm(t: &Tensor) -> candle_core::Result<Tensor> {
+    t.to_dtype(candle_core::DType::F64)?.sqr()?.sum_all()
+}
+
 fn norm(t: &Tensor) -> candle_core::Result<f64> {
-    Ok(t.to_dtype(candle_core::DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .to_scalar::<f64>()?
-        .sqrt())
+    Ok(sq_norm(t)?.to_scalar::<f64>()?.sqrt())
 }
 
 impl Optimizer {
@@ -143,6 +144,7 @@ impl Optimizer {
     /// One update with scheduled learning rate `lr` (each group uses `lr * lr_scale`).
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         let cfg = self.cfg.clone();
+        let gpu_norms = self.device_lars_norms(grads)?;
         for group in &self.groups {
             let lr_g = lr * group.lr_scale;
             let wd = group.weight_decay;
@@ -158,7 +160,10 @@ impl Optimizer {
                 let (wd_eff, scale) = if excluded {
                     (0.0, 1.0)
                 } else if cfg.kind == OptimizerKind::Lars && group.lars {
-                    let (pn, gn) = (norm(&p).with_ctx(ctx)?, norm(&g).with_ctx(ctx)?);
+                    let (pn, gn) = match gpu_norms.get(name.as_str()) {
+                        Some(&norms) => norms,
+                        None => (norm(&p).with_ctx(ctx)?, norm(&g).with_ctx(ctx)?),
+                    };
                     if pn != 0.0 && gn != 0.0 {
                         let mut r = cfg.lars_eta * pn / (gn + wd * pn + 1e-8);
                         if cfg.lars_clip {
@@ -202,6 +207,45 @@ impl Optimizer {
             }
         }
         Ok(())
+    }
+
+    /// `(|p|, |g|)` of every LARS-adapted parameter that lives on a GPU, read back in one transfer: reading each
+    /// norm on its own would wait for the device twice per parameter. Empty on the CPU with the fast kernels on
+    /// (and without LARS), where [`Optimizer::step`] computes each norm where it needs it; the values are the same
+    /// either way. With the fast kernels off the CPU takes this path too, so that the tests exercise it.
+    fn device_lars_norms(&self, grads: &GradStore) -> Result<HashMap<String, (f64, f64)>> {
+        let mut names = Vec::new();
+        let mut sums = Vec::new();
+        if self.cfg.kind != OptimizerKind::Lars {
+            return Ok(HashMap::new());
+        }
+        for group in self.groups.iter().filter(|g| g.lars) {
+            for (name, var) in &group.vars {
+                let excluded = self.cfg.exclude_bias_n_norm && is_bias_or_norm(name, var.rank());
+                let Some(g) = grads.get(var.as_tensor()) else {
+                    continue;
+                };
+                if excluded || (var.device().is_cpu() && ops::fast_kernels_enabled()) {
+                    continue;
+                }
+                let ctx = || format!("LARS norms of `{name}` (group {})", group.name);
+                sums.push(sq_norm(var.as_tensor()).with_ctx(ctx)?);
+                sums.push(sq_norm(g).with_ctx(ctx)?);
+                names.push(name.clone());
+            }
+        }
+        if names.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ctx = || "reading the LARS norms back from the device".to_string();
+        let v = Tensor::stack(&sums, 0)
+            .and_then(|t| t.to_vec1::<f64>())
+            .with_ctx(ctx)?;
+        Ok(names
+            .into_iter()
+            .zip(v.chunks_exact(2))
+            .map(|(n, pg)| (n, (pg[0].sqrt(), pg[1].sqrt())))
+            .collect())
     }
 
     /// The optimiser state: one `(param name + ".momentum_buffer", buffer)` per parameter that has one, sorted.
