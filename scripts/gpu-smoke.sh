@@ -66,9 +66,12 @@ for cfg in "${CONFIGS[@]}"; do
   stage "bench_${mode}_w${width}_b${batch}" "$KAIZEN" bench --device cuda --mode "$mode" --width "$width" \
     --batch "$batch" --steps 20 --warmup 5 --json
 done
+stage profile_kaizen_w64_b256 "$KAIZEN" bench --device cuda --mode kaizen --width 64 --batch 256 --kernel-profile \
+  --steps 10 --warmup 3 --json
 stage bench_tf32_kaizen_w64_b256 "$KAIZEN" bench --device cuda --mode kaizen --width 64 --batch 256 --tf32 \
   --steps 20 --warmup 5 --json
 stage smoke "$KAIZEN" run --preset smoke --device cuda --quiet --out "$T/smoke"
+stage smoke_again "$KAIZEN" run --preset smoke --device cuda --quiet --out "$T/smoke_again"
 if [ -n "${TORCH_REF:-}" ] && python3 -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
   # torch_reference.py builds everything on the default device and syncs every step (loss.item()).
   TORCH_ON_CUDA='import os, runpy, sys, torch
@@ -103,12 +106,21 @@ def step_ms(name):
 bench = {n[len("bench_"):]: step_ms(n) for n in stages if n.startswith("bench_")}
 torch = {n[len("torch_"):]: step_ms(n) for n in stages if n.startswith("torch_")}
 phases = {n[len("bench_"):]: last_json(n).get("phase_ms_median") for n in stages if n.startswith("bench_")}
+profile = last_json("profile_kaizen_w64_b256").get("kernel_ms_per_step")
 # Same arithmetic on both sides: plain fp32 against TF32 off, TF32 against PyTorch's default.
 ratio = {}
 for k, v in bench.items():
     ref = torch.get(k if k.startswith("tf32_") else f"fp32_{k}")
     if v and ref:
         ratio[k] = round(v / ref, 3)
+# The same run twice on the same GPU: are the numbers the same (summary and every logged loss)?
+def losses(run):
+    try:
+        return ([json.loads(l).get("loss") for l in open(f"{t}/{run}/metrics.jsonl")],
+                json.load(open(f"{t}/{run}/summary.json")))
+    except Exception:
+        return None
+smoke_repeatable = losses("smoke") is not None and losses("smoke") == losses("smoke_again")
 mini = {}
 try:
     c = json.load(open(f"{t}/mini/summary.json"))["protocols"]["classifier"]
@@ -123,7 +135,7 @@ print(json.dumps({
     "gpu": gpu, "driver": driver, "compute_cap": cap, "binary": built, "build_s": int(build_s),
     "failed_stages": [n for n, s in stages.items() if s["rc"] != 0],
     "stage_seconds": {n: s["s"] for n, s in stages.items()},
-    "bench_step_ms": bench, "bench_phase_ms": phases, "torch_step_ms": torch, "kaizen_over_torch": ratio,
-    "mini_kaizen_seed1": mini,
+    "bench_step_ms": bench, "bench_phase_ms": phases, "kaizen_w64_b256_forward_profile_ms": profile, "torch_step_ms": torch, "kaizen_over_torch": ratio,
+    "smoke_repeatable": smoke_repeatable, "mini_kaizen_seed1": mini,
 }))
 PY

@@ -75,7 +75,9 @@ pub struct BenchArgs {
     tf32: bool,
     /// Also time the CPU kernels inside the timed steps (convolution forward / input gradient / weight gradient,
     /// batch norm, linear, add+ReLU, SGD) and report their milliseconds per step and what remains outside them
-    /// (candle's own ops, autograd bookkeeping, allocation, waiting threads).
+    /// (candle's own ops, autograd bookkeeping, allocation, waiting threads). On a GPU: the forward convolution,
+    /// batch norm, linear and add+ReLU compositions, each between two device synchronisations (which slow the
+    /// step a little); the backward passes run inside candle's autograd and count as outside.
     #[arg(long)]
     kernel_profile: bool,
     /// Print one JSON object instead of text.

@@ -589,6 +589,7 @@ fn the_imagenet_resnet_trains_and_exports() {
     ok(&smoke_run(&dir, &["--set", "model.arch=resnet18_imagenet"]));
     let m: serde_json::Value = serde_json::from_str(&read(&dir.join("manifest.json"))).unwrap();
     assert_eq!(m["network"]["backbone"]["arch"], "resnet18_imagenet");
+    assert_eq!(m["device"], "cpu");
     let out = t.path().join("tv.safetensors");
     let e = ok(&[
         "export",

@@ -40,7 +40,11 @@ impl Trainer<'_> {
                 "replay": self.strategy.replay(),
                 "network": self.spec,
                 "threads": rayon::current_num_threads(),
-                "device": format!("{:?}", self.opts.device),
+                "device": match self.opts.device.location() {
+                    candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+                    candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+                    candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+                },
                 "provenance": self.opts.provenance,
             })
         };

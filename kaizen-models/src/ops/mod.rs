@@ -33,6 +33,7 @@ pub mod raw {
 }
 
 use candle_core::{DType, Device, Result, Tensor, D};
+use profile::Kernel;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -67,7 +68,9 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<T
     if fast_path(&[x, w]) {
         fast_conv2d(x, w, stride, padding)
     } else {
-        reference_conv2d(x, w, stride, padding)
+        profile::timed_on_device(Kernel::ConvFwd, x.device(), || {
+            reference_conv2d(x, w, stride, padding)
+        })
     }
 }
 
@@ -103,7 +106,7 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if fast_path(&[a, b]) {
         fast_add_relu(a, b)
     } else {
-        reference_add_relu(a, b)
+        profile::timed_on_device(Kernel::AddRelu, a.device(), || reference_add_relu(a, b))
     }
 }
 
@@ -129,7 +132,7 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
     if fast_path(&[x, w, b]) {
         fast_linear(x, w, b)
     } else {
-        reference_linear(x, w, b)
+        profile::timed_on_device(Kernel::Linear, x.device(), || reference_linear(x, w, b))
     }
 }
 
@@ -159,7 +162,9 @@ pub fn batch_norm_train(
     if fast_path(&[x, gamma, beta]) {
         fast_batch_norm_train(x, gamma, beta, eps, relu)
     } else {
-        reference_batch_norm_train(x, gamma, beta, eps, relu)
+        profile::timed_on_device(Kernel::BnFwd, x.device(), || {
+            reference_batch_norm_train(x, gamma, beta, eps, relu)
+        })
     }
 }
 
@@ -192,7 +197,11 @@ pub fn fast_batch_norm_train(
     Ok((y, mean, var))
 }
 
-/// Composition of candle ops for [`batch_norm_train`]: the reference for the fused kernel.
+/// Composition of candle ops for [`batch_norm_train`]: the reference for the fused kernel, and the GPU path.
+/// The input stays in its (B, C, S) layout (S = H*W, or 1 for (B, C)): each statistic sums the contiguous S
+/// values of every (sample, channel) row first, then the B rows, and the normalisation broadcasts (1, C, 1)
+/// factors. No permuted copy, and every reduction runs over a contiguous last dimension, which candle's CUDA
+/// reduction spreads over B*C blocks (a reduction over dimension 0 of an (N, C) view gets only C blocks).
 pub fn reference_batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -200,30 +209,24 @@ pub fn reference_batch_norm_train(
     eps: f64,
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let c = x.dim(1)?;
-    // Move channels last and flatten everything else: (N, C).
-    let flat = if x.rank() == 4 {
-        x.permute((0, 2, 3, 1))?.reshape(((), c))?
-    } else {
-        x.clone()
-    };
-    let mean = flat.mean(0)?; // (C,)
-    let centered = flat.broadcast_sub(&mean)?;
-    let var = centered.sqr()?.mean(0)?; // biased
-    let inv = (var.clone() + eps)?.sqrt()?.recip()?;
+    let dims = x.dims().to_vec();
+    let (b, c) = (x.dim(0)?, x.dim(1)?);
+    let x3 = x.reshape((b, c, ()))?;
+    let n = (b * x3.dim(2)?) as f64;
+    let channel_mean = |t: &Tensor| -> Result<Tensor> { t.sum_keepdim(2)?.sum_keepdim(0)? / n };
+    let mean = channel_mean(&x3)?; // (1, C, 1)
+    let centered = x3.broadcast_sub(&mean)?;
+    let var = channel_mean(&centered.sqr()?)?; // biased
+    let scale = ((var.clone() + eps)?.sqrt()?.recip()? * gamma.reshape((1, c, 1))?)?;
     let y = centered
-        .broadcast_mul(&(inv * gamma)?)?
-        .broadcast_add(beta)?;
+        .broadcast_mul(&scale)?
+        .broadcast_add(&beta.reshape((1, c, 1))?)?;
     let y = if relu { y.relu()? } else { y };
-    let y = if x.rank() == 4 {
-        let (b, _, h, w) = x.dims4()?;
-        y.reshape((b, h, w, c))?
-            .permute((0, 3, 1, 2))?
-            .contiguous()?
-    } else {
-        y
-    };
-    Ok((y, mean.detach(), var.detach()))
+    Ok((
+        y.reshape(dims)?,
+        mean.flatten_all()?.detach(),
+        var.flatten_all()?.detach(),
+    ))
 }
 
 /// Eval-mode batch normalisation with given statistics, optionally followed by ReLU:
@@ -242,7 +245,9 @@ pub fn batch_norm_eval(
     if !tracked && fast_path(&[x, gamma, beta, mean, var]) {
         return fast_batch_norm_eval(x, gamma, beta, mean, var, eps, relu);
     }
-    reference_batch_norm_eval(x, gamma, beta, mean, var, eps, relu)
+    profile::timed_on_device(Kernel::BnFwd, x.device(), || {
+        reference_batch_norm_eval(x, gamma, beta, mean, var, eps, relu)
+    })
 }
 
 /// The CPU kernel behind [`batch_norm_eval`] when no input needs a gradient (frozen and target

@@ -2,6 +2,10 @@
 //! linear, add+ReLU and SGD kernels take, so that what runs outside them (candle's own ops, the autograd
 //! bookkeeping, allocation, threads waiting) is visible as the remainder. Off by default (one relaxed atomic
 //! load per kernel call when off); `kaizen bench --kernel-profile` switches it on.
+//!
+//! On a GPU the same names time candle's forward compositions (convolution, batch norm, linear, add + ReLU),
+//! each between two device synchronisations so that it is charged its own kernels. The backward passes run
+//! inside candle's autograd there and land in the remainder.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -71,6 +75,25 @@ pub(crate) fn timed<R>(k: Kernel, f: impl FnOnce() -> R) -> R {
     NANOS[k as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     CALLS[k as usize].fetch_add(1, Ordering::Relaxed);
     r
+}
+
+/// On a GPU device with the accounting on: waits for the device, runs `f`, waits again and charges the time
+/// to `k`. Elsewhere (the CPU's reference compositions included) just runs `f`.
+pub(crate) fn timed_on_device<R>(
+    k: Kernel,
+    dev: &candle_core::Device,
+    f: impl FnOnce() -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    if dev.is_cpu() || !ENABLED.load(Ordering::Relaxed) {
+        return f();
+    }
+    dev.synchronize()?;
+    let t = Instant::now();
+    let r = f()?;
+    dev.synchronize()?;
+    NANOS[k as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    CALLS[k as usize].fetch_add(1, Ordering::Relaxed);
+    Ok(r)
 }
 
 /// Adds the time from its creation to its drop to a kernel (for kernels with several exits).
