@@ -16,12 +16,22 @@
 #   STAGE_TIMEOUT=s  stop any one stage after s seconds (default 900); it is then recorded as failed (124).
 # Each stage runs on its own: a failing stage is recorded (its exit status and log) and the next one still runs.
 set -uo pipefail
+# Paths given relative to where the script was called from stay valid after the cd below.
+for v in KAIZEN TORCH_REF OUT; do
+  if [ -n "${!v:-}" ]; then printf -v "$v" '%s' "$(realpath -m -- "${!v}")"; fi
+done
 cd "$(dirname "$0")/.."
 command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 || { echo "gpu-smoke: no NVIDIA GPU here (nvidia-smi -L failed)" >&2; exit 2; }
 GPU="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)"
 DRIVER="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n 1 | tr -d .)}"
-if [ -n "${OUT:-}" ]; then T="$OUT"; mkdir -p "$T"; else T="$(mktemp -d /tmp/kaizen-gpu.XXXXXX)"; trap 'rm -rf "$T"' EXIT; fi
+if [ -n "${OUT:-}" ]; then
+  # An earlier run's logs and run folders would be read back as this run's figures.
+  if [ -e "$OUT" ] && [ -n "$(ls -A "$OUT")" ]; then echo "gpu-smoke: OUT=$OUT is not empty; give a new folder" >&2; exit 2; fi
+  T="$OUT"; mkdir -p "$T"
+else
+  T="$(mktemp -d /tmp/kaizen-gpu.XXXXXX)"; trap 'rm -rf "$T"' EXIT
+fi
 
 START=$(date +%s)
 if [ -n "${KAIZEN:-}" ]; then
@@ -49,7 +59,7 @@ done
 if ldd "$KAIZEN" | grep -q 'not found'; then
   echo "gpu-smoke: libraries still missing:" >&2; ldd "$KAIZEN" | grep 'not found' >&2; exit 1
 fi
-"$KAIZEN" --version >&2
+"$KAIZEN" --version >&2 || { echo "gpu-smoke: $KAIZEN does not start" >&2; exit 1; }
 
 # stage NAME CMD...: runs CMD with its output in $T/NAME.log, records its status and seconds in $T/stages.tsv.
 stage() {
@@ -107,7 +117,8 @@ bench = {n[len("bench_"):]: step_ms(n) for n in stages if n.startswith("bench_")
 torch = {n[len("torch_"):]: step_ms(n) for n in stages if n.startswith("torch_")}
 phases = {n[len("bench_"):]: last_json(n).get("phase_ms_median") for n in stages if n.startswith("bench_")}
 profile = last_json("profile_kaizen_w64_b256").get("kernel_ms_per_step")
-# Same arithmetic on both sides: plain fp32 against TF32 off, TF32 against PyTorch's default.
+# Plain fp32 against PyTorch with TF32 off; `--tf32` (TF32 for every cuBLAS f32 product, linear layers included)
+# against PyTorch's default (TF32 for cuDNN convolutions only). The PyTorch side also sets cudnn.benchmark.
 ratio = {}
 for k, v in bench.items():
     ref = torch.get(k if k.startswith("tf32_") else f"fp32_{k}")
@@ -120,9 +131,13 @@ def losses(run):
                 json.load(open(f"{t}/{run}/summary.json")))
     except Exception:
         return None
-smoke_repeatable = losses("smoke") is not None and losses("smoke") == losses("smoke_again")
+ok = lambda n: stages.get(n, {}).get("rc") == 0
+smoke_repeatable = (ok("smoke") and ok("smoke_again") and losses("smoke") is not None
+                    and losses("smoke") == losses("smoke_again"))
 mini = {}
 try:
+    if not ok("mini"):
+        raise RuntimeError("the mini stage failed; see mini.log")
     c = json.load(open(f"{t}/mini/summary.json"))["protocols"]["classifier"]
     mini = {"final_accuracy": c["final_accuracy"], "forgetting": c["forgetting"]}
     for line in open(f"{t}/mini/metrics.jsonl"):

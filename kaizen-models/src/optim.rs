@@ -229,8 +229,8 @@ impl Optimizer {
                     continue;
                 }
                 let ctx = || format!("LARS norms of `{name}` (group {})", group.name);
-                sums.push(sq_norm(var.as_tensor()).with_ctx(ctx)?);
-                sums.push(sq_norm(g).with_ctx(ctx)?);
+                sums.push(sq_norm(&var.as_detached_tensor()).with_ctx(ctx)?);
+                sums.push(sq_norm(&g.detach()).with_ctx(ctx)?);
                 names.push(name.clone());
             }
         }

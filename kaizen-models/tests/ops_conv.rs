@@ -143,13 +143,15 @@ fn fast_conv_matches_direct_loop_forward_and_gradients() -> anyhow::Result<()> {
 /// candle's conv2d backward (the path of every non-CPU device) against the direct loop on every case.
 /// Its input gradient is our vendored patch (a stride-1 conv2d of the dilated, padded gradient with the
 /// flipped kernel instead of conv_transpose2d): odd sizes, strides 1 and 2, 1x1 and 5x5 kernels,
-/// padding 0 to 2, and the stride-2 shapes upstream's conv_transpose2d rejected (W = 6, k 3, s 2, p 1).
+/// padding 0 to 2 and past every window, and the stride-2 shapes upstream's conv_transpose2d rejected
+/// (W = 6, k 3, s 2, p 1).
 #[test]
 fn candle_conv_gradients_match_direct_loop() -> anyhow::Result<()> {
     let mut cases = CASES.to_vec();
     cases.push((2, 3, 6, 6, 4, 3, 2, 1));
     cases.push((1, 3, 15, 15, 4, 7, 2, 3)); // ImageNet stem shape (7x7 s2 p3), odd size
     cases.push((2, 3, 5, 5, 2, 1, 1, 1)); // padding beyond k - 1: the gradient is cropped
+    cases.push((1, 2, 1, 1, 2, 1, 5, 2)); // every window in the padding: a zero input gradient
     for (i, case) in cases.iter().enumerate() {
         let seed = 300 + 10 * i as u64;
         let (y0, dx0, dw0) = naive(case, seed)?;
@@ -163,7 +165,12 @@ fn candle_conv_gradients_match_direct_loop() -> anyhow::Result<()> {
             ey < TOL && ex < TOL && ew < TOL,
             "case {case:?}: y {ey} dx {ex} dw {ew}"
         );
-        assert!(dx1.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0);
+        let zero_grad = case.2 == 1 && case.6 == 5;
+        assert_eq!(
+            dx1.abs()?.sum_all()?.to_scalar::<f32>()? == 0.0,
+            zero_grad,
+            "case {case:?}"
+        );
     }
     Ok(())
 }
@@ -191,9 +198,10 @@ fn constant_input_gets_no_input_gradient_but_weight_gradient() -> anyhow::Result
         .get(w.as_tensor())
         .ok_or_else(|| anyhow::anyhow!("no dw"))?;
     let y0 = ops::reference_conv2d(&x, w.as_tensor(), 1, 1)?;
-    let dw0 = y0
-        .sum_all()?
-        .backward()?
+    let grads0 = y0.sum_all()?.backward()?;
+    // candle's conv (the GPU path) computes no input gradient for it either.
+    assert!(grads0.get(&x).is_none());
+    let dw0 = grads0
         .get(w.as_tensor())
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("no dw0"))?;

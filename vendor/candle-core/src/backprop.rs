@@ -35,12 +35,17 @@ thread_local! {
 fn conv2d_input_grad(
     grad: &Tensor,
     kernel: &Tensor,
-    (_, _, h, w): (usize, usize, usize, usize),
+    (_, c_in, h, w): (usize, usize, usize, usize),
     padding: usize,
     stride: usize,
 ) -> Result<Tensor> {
     let (b, c_out, h_out, w_out) = grad.dims4()?;
     let (_, _, k_h, k_w) = kernel.dims4()?;
+    // A padding so wide that every window of a dimension lies in it: no input value was used.
+    let reach = |k: usize, n_out: usize| (n_out - 1) * stride + k > padding;
+    if !reach(k_h, h_out) || !reach(k_w, w_out) {
+        return Tensor::zeros((b, c_in, h, w), grad.dtype(), grad.device());
+    }
     let g = if stride > 1 {
         grad.reshape((b, c_out, h_out, 1, w_out, 1))?
             .pad_with_zeros(3, 0, stride - 1)?
@@ -318,8 +323,12 @@ impl Tensor {
                         stride,
                         dilation,
                     } => {
-                        let grad_arg = if *dilation == 1 {
-                            conv2d_input_grad(&grad, kernel, arg.dims4()?, *padding, *stride)?
+                        // kaizen-rs: no input gradient for an input that takes none (images at the stem);
+                        // upstream computed and stored it anyway.
+                        let grad_arg = if !arg.track_op() {
+                            None
+                        } else if *dilation == 1 {
+                            Some(conv2d_input_grad(&grad, kernel, arg.dims4()?, *padding, *stride)?)
                         } else {
                             // The output height for conv_transpose2d is:
                             // (i_h - 1) * stride - 2 * padding + dilation * (k_h - 1) + out_padding + 1
@@ -328,15 +337,17 @@ impl Tensor {
                             let out_size =
                                 (grad_h - 1) * stride + dilation * (k_h - 1) + 1 - 2 * padding;
                             let out_padding = arg.dim(2)? - out_size;
-                            grad.conv_transpose2d(
+                            Some(grad.conv_transpose2d(
                                 kernel,
                                 *padding,
                                 out_padding,
                                 *stride,
                                 *dilation,
-                            )?
+                            )?)
                         };
-                        grads.accumulate(arg, &grad_arg)?;
+                        if let Some(grad_arg) = grad_arg {
+                            grads.accumulate(arg, &grad_arg)?;
+                        }
 
                         let grad_kernel = arg
                             .transpose(0, 1)?
