@@ -155,7 +155,7 @@ impl Optimizer {
                 let ctx = || format!("optimiser step on `{name}` (group {})", group.name);
                 let p = var.as_detached_tensor();
                 let g = g.detach();
-                let excluded = cfg.exclude_bias_n_norm && is_bias_or_norm(name, var.rank());
+                let excluded = self.excluded(name, var);
                 // The update is d = scale * (g + wd_eff * p): (wd_eff, scale) encode every rule of the module docs.
                 let (wd_eff, scale) = if excluded {
                     (0.0, 1.0)
@@ -209,6 +209,11 @@ impl Optimizer {
         Ok(())
     }
 
+    /// Whether `exclude_bias_n_norm` leaves this parameter out of LARS adaptation and weight decay.
+    fn excluded(&self, name: &str, var: &Var) -> bool {
+        self.cfg.exclude_bias_n_norm && is_bias_or_norm(name, var.rank())
+    }
+
     /// `(|p|, |g|)` of every LARS-adapted parameter that lives on a GPU, read back in one transfer: reading each
     /// norm on its own would wait for the device twice per parameter. Empty on the CPU with the fast kernels on
     /// (and without LARS), where [`Optimizer::step`] computes each norm where it needs it; the values are the same
@@ -221,11 +226,12 @@ impl Optimizer {
         }
         for group in self.groups.iter().filter(|g| g.lars) {
             for (name, var) in &group.vars {
-                let excluded = self.cfg.exclude_bias_n_norm && is_bias_or_norm(name, var.rank());
                 let Some(g) = grads.get(var.as_tensor()) else {
                     continue;
                 };
-                if excluded || (var.device().is_cpu() && ops::fast_kernels_enabled()) {
+                if self.excluded(name, var)
+                    || (var.device().is_cpu() && ops::fast_kernels_enabled())
+                {
                     continue;
                 }
                 let ctx = || format!("LARS norms of `{name}` (group {})", group.name);

@@ -72,9 +72,14 @@ pub(crate) fn timed<R>(k: Kernel, f: impl FnOnce() -> R) -> R {
     }
     let t = Instant::now();
     let r = f();
+    charge(k, t);
+    r
+}
+
+/// Adds one call and the time since `t` to `k`.
+fn charge(k: Kernel, t: Instant) {
     NANOS[k as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
     CALLS[k as usize].fetch_add(1, Ordering::Relaxed);
-    r
 }
 
 /// On a GPU device with the accounting on: waits for the device, runs `f`, waits again and charges the time
@@ -91,8 +96,7 @@ pub(crate) fn timed_on_device<R>(
     let t = Instant::now();
     let r = f()?;
     dev.synchronize()?;
-    NANOS[k as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    CALLS[k as usize].fetch_add(1, Ordering::Relaxed);
+    charge(k, t);
     Ok(r)
 }
 
@@ -108,8 +112,7 @@ impl TimedScope {
 impl Drop for TimedScope {
     fn drop(&mut self) {
         if let Some((k, t)) = self.0 {
-            NANOS[k as usize].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            CALLS[k as usize].fetch_add(1, Ordering::Relaxed);
+            charge(k, t);
         }
     }
 }
