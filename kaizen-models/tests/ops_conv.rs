@@ -31,6 +31,7 @@ const CASES: &[Case] = &[
     (2, 3, 14, 14, 3, 3, 2, 1),   // fixed width 7, stride 2
     (3, 2, 16, 16, 4, 5, 1, 2),   // 5x5 kernel, stride 1
     (3, 20, 6, 6, 18, 3, 1, 1),   // channels over one 16x16 tile of the kernel flip / dW transpose
+    (3, 3, 32, 32, 13, 3, 1, 1),  // 32x32 same conv: the direct kernels take all three passes
 ];
 
 /// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).
@@ -172,6 +173,59 @@ fn candle_conv_gradients_match_direct_loop() -> anyhow::Result<()> {
             "case {case:?}"
         );
     }
+    Ok(())
+}
+
+/// The direct AVX-512 kernels on every stride-1 "same" shape (including those the layer routes to
+/// im2col + gemm): vectors spanning rows of small planes, a plane that is not a multiple of 16 lanes,
+/// channel counts that leave partial register tiles, a 5x5 kernel (forward only: the weight gradient
+/// kernel is 3x3). On a CPU without AVX-512 they must refuse with an error instead.
+#[test]
+fn direct_same_conv_kernels_match_direct_loop() -> anyhow::Result<()> {
+    use ops::raw::{conv_same_bwd_weight, conv_same_fwd, ConvGeom};
+    let mut cases: Vec<Case> = CASES
+        .iter()
+        .copied()
+        .filter(|c| c.6 == 1 && c.5 > 1 && 2 * c.7 + 1 == c.5)
+        .collect();
+    cases.push((4, 9, 8, 8, 17, 3, 1, 1)); // 8x8 plane, 3 tiles of output channels (8 + 8 + 1)
+    cases.push((1, 2, 9, 9, 3, 3, 1, 1)); // 81 positions: a 1-lane last vector, batch 1
+    assert!(cases.len() >= 9, "{cases:?}");
+    for (i, case) in cases.iter().enumerate() {
+        let seed = 500 + 10 * i as u64;
+        let &(b, cin, h, w, cout, k, s, p) = case;
+        let g = ConvGeom::new(&[b, cin, h, w], &[cout, cin, k, k], s, p)?;
+        let host = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let x = host(rand_tensor(seed, &[b, cin, h, w])?)?;
+        let wt = host((rand_tensor(seed + 1, &[cout, cin, k, k])? * 0.5)?)?;
+        let r = host(rand_tensor(seed + 2, &[b, cout, h, w])?)?;
+        let fwd = conv_same_fwd(&g, &x, &wt);
+        if !ops::raw::direct_conv_available(&g) {
+            assert!(fwd.is_err(), "case {case:?}: ran without AVX-512");
+            continue;
+        }
+        let (y0, _, dw0) = naive(case, seed)?;
+        let y = Tensor::from_vec(fwd?, y0.dims(), &candle_core::Device::Cpu)?;
+        let ey = max_rel_diff(&y, &y0)?;
+        assert!(ey < TOL, "case {case:?}: y {ey}");
+        if k == 3 {
+            let dw = Tensor::from_vec(
+                conv_same_bwd_weight(&g, &x, &r)?,
+                dw0.dims(),
+                &candle_core::Device::Cpu,
+            )?;
+            let ew = max_rel_diff(&dw, &dw0)?;
+            assert!(ew < TOL, "case {case:?}: dw {ew}");
+        } else {
+            assert!(conv_same_bwd_weight(&g, &x, &r).is_err(), "case {case:?}");
+        }
+    }
+    // Geometries outside the kernel are refused, not computed wrongly.
+    let strided = ConvGeom::new(&[1, 2, 8, 8], &[3, 2, 3, 3], 2, 1)?;
+    let (x, w) = (vec![0f32; 128], vec![0f32; 54]);
+    assert!(conv_same_fwd(&strided, &x, &w).is_err());
+    let valid = ConvGeom::new(&[1, 2, 8, 8], &[3, 2, 3, 3], 1, 0)?;
+    assert!(conv_same_fwd(&valid, &x, &w).is_err());
     Ok(())
 }
 

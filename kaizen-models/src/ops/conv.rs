@@ -364,6 +364,9 @@ fn scatter_rows<T: Slot>(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mu
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
 /// Per group of `nb` samples: `Y (Cout x nb*HoWo) = W * [col[b0] .. col[b0+nb-1]]`.
 pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if super::direct::preferred(g) {
+        return super::direct::conv_same_fwd(g, x, w);
+    }
     let (kdim, n) = (g.kdim(), g.n());
     let total = g.b * g.out_plane();
     if total == 0 {
@@ -557,6 +560,9 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 /// forward); the partials are added at the end in slot order (deterministic for a given thread
 /// count).
 pub fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
+    if super::direct::bwd_weight_preferred(g) {
+        return super::direct::conv_same_bwd_weight(g, x, dy);
+    }
     let (kdim, n) = (g.kdim(), g.n());
     let wlen = g.cout * kdim;
     let inner = gemm_threads(g);

@@ -15,6 +15,7 @@
 
 mod bn;
 mod conv;
+mod direct;
 mod eltwise;
 mod host;
 mod linear;
@@ -29,6 +30,9 @@ pub use host::tune_allocator;
 pub mod raw {
     pub use super::bn::{bn_bwd, bn_fwd, BnStats};
     pub use super::conv::{conv_bwd_input, conv_bwd_weight, conv_fwd, ConvGeom};
+    pub use super::direct::{
+        available as direct_conv_available, conv_same_bwd_weight, conv_same_fwd,
+    };
     pub use super::host::{sgemm, Mat};
 }
 
