@@ -6,7 +6,10 @@
 //! sample itself is the column matrix); a stride-1 input gradient is computed as a forward
 //! convolution with the flipped kernel (no col2im). Samples are spread over candle's thread pool;
 //! every gemm runs on one thread, except when the batch is smaller than the thread count (then the
-//! samples run in turn and each gemm is parallel).
+//! samples run in turn and each gemm is parallel). Where `direct::preferred` /
+//! `direct::bwd_weight_preferred` say so (AVX-512, stride-1 same convolutions on planes where it was
+//! measured faster), the forward (hence also the stride-1 input gradient) and the weight gradient run
+//! the direct kernels of `direct.rs` instead.
 
 use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, sgemm, sgemm_uninit, uninit_vec,

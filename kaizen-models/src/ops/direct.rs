@@ -4,11 +4,15 @@
 //! No column matrix: the output plane of a sample is cut into 16-lane vectors of consecutive flat
 //! positions `p = oy * W + ox`, and for a kernel tap `(ky, kx)` the inputs those 16 outputs need
 //! are the 16 consecutive input elements at `p + (ky - pad) * W + (kx - pad)`: one masked load,
-//! where the mask zeroes the lanes whose input row or column falls in the padding (which is also
-//! what makes a vector may span several rows of a small plane). A register tile of [`MR`] output
+//! where the mask zeroes the lanes whose input row or column falls in the padding (which also lets
+//! a vector span several rows of a small plane, and a last vector stop at the plane's end). The
+//! masks depend only on the geometry and are built once per call. A register tile of [`MR`] output
 //! channels x [`NV`] vectors accumulates over (input channel, tap) with the weights broadcast from
 //! a packed copy. Each output element is one chain of fused multiply-adds in a fixed order (input
-//! channel, then tap): the result does not depend on the thread count.
+//! channel, then tap): the result does not depend on the thread count. It is also the order of the
+//! gemm's reduction while that fits one of its depth blocks: in `direct_probe`, the forward of the
+//! layers with 3 to 32 input channels gave the same bits as im2col + gemm, those with 64 and more
+//! differ in the last bits. `KAIZEN_DIRECT_CONV=0` turns the direct kernels off for the process (A/B).
 
 use super::conv::ConvGeom;
 use super::host::{assume_init_vec, num_threads, par_chunks, par_map, uninit_vec, Uninit};
