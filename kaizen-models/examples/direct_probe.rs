@@ -7,28 +7,37 @@
 use kaizen_models::ops::raw::{
     conv_bwd_weight, conv_fwd, conv_same_bwd_weight, conv_same_fwd, ConvGeom,
 };
-use std::time::Instant;
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        })
-        .collect()
+include!("probe_util.inc");
+
+/// Times the layer's kernel `f0` and the direct one `f1`; prints both with their GFLOP/s and the
+/// largest difference of their outputs.
+fn compare(
+    label: &str,
+    mflop: f64,
+    reps: usize,
+    f0: impl Fn() -> Vec<f32>,
+    f1: impl Fn() -> Vec<f32>,
+) {
+    let (v0, v1) = (f0(), f1());
+    let md = v0
+        .iter()
+        .zip(&v1)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    let mx = v0.iter().map(|p| p.abs()).fold(0f32, f32::max);
+    let t0 = best_ms(reps, || {
+        std::hint::black_box(f0());
+    });
+    let t1 = best_ms(reps, || {
+        std::hint::black_box(f1());
+    });
+    println!(
+        "{label:<18} layer {t0:7.2} ms ({:5.1} GF/s)  direct {t1:7.2} ms ({:5.1} GF/s)  maxdiff {md:.2e} of {mx:.1}",
+        mflop / t0,
+        mflop / t1
+    );
 }
-fn best(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .fold(f64::MAX, f64::min)
-}
+
 fn main() {
     kaizen_models::ops::tune_allocator();
     let a: Vec<usize> = std::env::args()
@@ -53,36 +62,22 @@ fn main() {
         let g = ConvGeom::new(&[b, c, hw, hw], &[co, c, 3, 3], 1, 1).unwrap();
         let x = data(b * c * hw * hw, 1);
         let w = data(co * c * 9, 2);
-        let y0 = conv_fwd(&g, &x, &w).unwrap();
-        let y1 = conv_same_fwd(&g, &x, &w).unwrap();
-        let md = y0
-            .iter()
-            .zip(&y1)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        let t0 = best(reps, || {
-            std::hint::black_box(conv_fwd(&g, &x, &w).unwrap());
-        });
-        let t1 = best(reps, || {
-            std::hint::black_box(conv_same_fwd(&g, &x, &w).unwrap());
-        });
-        let gf = (b * co * hw * hw * c * 9 * 2) as f64 / 1e6;
-        println!("{c:>4}->{co:<4} {hw:>2}x{hw:<2}  layer {t0:7.2} ms ({:5.1} GF/s)  direct {t1:7.2} ms ({:5.1} GF/s)  maxdiff {md:.2e}", gf / t0, gf / t1);
         let dy = data(b * co * hw * hw, 3);
-        let d0 = conv_bwd_weight(&g, &x, &dy).unwrap();
-        let d1 = conv_same_bwd_weight(&g, &x, &dy).unwrap();
-        let md = d0
-            .iter()
-            .zip(&d1)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        let mx = d0.iter().map(|p| p.abs()).fold(0f32, f32::max);
-        let t0 = best(reps, || {
-            std::hint::black_box(conv_bwd_weight(&g, &x, &dy).unwrap());
-        });
-        let t1 = best(reps, || {
-            std::hint::black_box(conv_same_bwd_weight(&g, &x, &dy).unwrap());
-        });
-        println!("   dw           layer {t0:7.2} ms ({:5.1} GF/s)  direct {t1:7.2} ms ({:5.1} GF/s)  maxdiff {md:.2e} of {mx:.1}", gf / t0, gf / t1);
+        let mflop = (b * co * hw * hw * c * 9 * 2) as f64 / 1e6;
+        let fwd = format!("{c:>4}->{co:<4} {hw:>2}x{hw:<2}");
+        compare(
+            &fwd,
+            mflop,
+            reps,
+            || conv_fwd(&g, &x, &w).unwrap(),
+            || conv_same_fwd(&g, &x, &w).unwrap(),
+        );
+        compare(
+            "   dw",
+            mflop,
+            reps,
+            || conv_bwd_weight(&g, &x, &dy).unwrap(),
+            || conv_same_bwd_weight(&g, &x, &dy).unwrap(),
+        );
     }
 }

@@ -7,35 +7,8 @@
 use kaizen_models::ops::raw::{
     bn_bwd, bn_fwd, conv_bwd_input, conv_bwd_weight, conv_fwd, ConvGeom,
 };
-use std::time::Instant;
 
-/// Best (minimum) wall time of `reps` calls of `f`, in ms (after one warm-up call): the least
-/// noisy figure on a shared machine.
-fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[0]
-}
-
-/// Deterministic pseudo-random data in [-1, 1).
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        })
-        .collect()
-}
+include!("probe_util.inc");
 
 fn main() -> candle_core::Result<()> {
     kaizen_models::ops::tune_allocator();
@@ -77,13 +50,13 @@ fn main() -> candle_core::Result<()> {
         let w = data(co * ci * k * k, 2);
         let y = conv_fwd(&g, &x, &w)?;
         let dy = data(y.len(), 3);
-        let tf = median_ms(reps, || drop(conv_fwd(&g, &x, &w)));
+        let tf = best_ms(reps, || drop(conv_fwd(&g, &x, &w)));
         let tx = if ci == 3 {
             0.0
         } else {
-            median_ms(reps, || drop(conv_bwd_input(&g, &dy, &w)))
+            best_ms(reps, || drop(conv_bwd_input(&g, &dy, &w)))
         };
-        let tw = median_ms(reps, || drop(conv_bwd_weight(&g, &x, &dy)));
+        let tw = best_ms(reps, || drop(conv_bwd_weight(&g, &x, &dy)));
         let flop = 2.0 * (b * co * ci * k * k * y.len() / (b * co)) as f64;
         let passes = if ci == 3 { 2.0 } else { 3.0 };
         let gfs = passes * flop / ((tf + tx + tw) * 1e6);
@@ -110,8 +83,8 @@ fn main() -> candle_core::Result<()> {
         let beta = data(c, 6);
         let dy = data(x.len(), 7);
         let (y, st) = bn_fwd(&x, &dims, &gamma, &beta, 1e-5, true)?;
-        let tf = median_ms(reps, || drop(bn_fwd(&x, &dims, &gamma, &beta, 1e-5, true)));
-        let tb = median_ms(reps, || drop(bn_bwd(&x, &y, &dy, &dims, &gamma, &st, true)));
+        let tf = best_ms(reps, || drop(bn_fwd(&x, &dims, &gamma, &beta, 1e-5, true)));
+        let tb = best_ms(reps, || drop(bn_bwd(&x, &y, &dy, &dims, &gamma, &st, true)));
         let tot = (tf + tb) * count as f64;
         grand += tot;
         println!(

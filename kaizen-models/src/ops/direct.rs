@@ -151,6 +151,7 @@ pub fn conv_same_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         unsafe {
             avx::run(g, x, &wp, &m, &store, &offs, s0, ns, yc)
         };
+        #[cfg(not(target_arch = "x86_64"))]
         let _ = (s0, ns, &m, &store, &offs, &wp);
         Ok(())
     })?;
@@ -210,7 +211,8 @@ pub fn conv_same_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f
         unsafe {
             avx::dw(g, x, dy, &m, &store, &offs, c0, c1, &mut out)
         };
-        let _ = (&m, &store, &offs);
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (&m, &store, &offs, c0, c1);
         Ok((c0, c1, out))
     })?;
     let mut dw = vec![0f32; g.cout * g.cin * kk];
@@ -386,6 +388,5 @@ mod avx {
                 }
             }
         }
-        let _ = store;
     }
 }
