@@ -32,6 +32,7 @@ const CASES: &[Case] = &[
     (3, 2, 16, 16, 4, 5, 1, 2),   // 5x5 kernel, stride 1
     (3, 20, 6, 6, 18, 3, 1, 1),   // channels over one 16x16 tile of the kernel flip / dW transpose
     (3, 3, 32, 32, 13, 3, 1, 1),  // 32x32 same conv: the direct kernels take all three passes
+    (3, 17, 4, 4, 37, 3, 1, 1), // 4x4: Cout over one dW-transpose block (32), Cin over one flip block (16)
 ];
 
 /// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).

@@ -12,7 +12,7 @@
 //! the direct kernels of `direct.rs` instead.
 
 use super::host::{
-    assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, sgemm, sgemm_uninit, uninit_vec,
+    assume_init_vec, cpu_slice, num_threads, par_chunks, sgemm, sgemm_uninit, uninit_vec,
     with_inner_scratch, with_scratch, with_slice, write_slice, Mat, Uninit,
 };
 use super::profile::{timed, Kernel};
@@ -61,20 +61,20 @@ impl ConvGeom {
             wo,
         })
     }
-    fn kdim(&self) -> usize {
+    pub(super) fn kdim(&self) -> usize {
         self.cin * self.k * self.k
     }
-    fn n(&self) -> usize {
+    pub(super) fn n(&self) -> usize {
         self.ho * self.wo
     }
-    fn in_plane(&self) -> usize {
+    pub(super) fn in_plane(&self) -> usize {
         self.cin * self.h * self.w
     }
-    fn out_plane(&self) -> usize {
+    pub(super) fn out_plane(&self) -> usize {
         self.cout * self.n()
     }
     /// True when the column matrix of a sample is the sample itself.
-    fn is_pointwise(&self) -> bool {
+    pub(super) fn is_pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
     /// Range of output positions o (along one axis of length `out`) whose input index
@@ -101,7 +101,7 @@ impl ConvGeom {
 /// `col (CinKK x HoWo) = im2col(x)` for one sample `x (Cin x H x W)`, row `r` of `col` at
 /// `col[r * ld..][..HoWo]` (`ld >= HoWo`: the samples of a group sit side by side); writes every
 /// element of those rows. A pointwise convolution's column matrix is the sample itself (copied).
-fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize) {
+pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize) {
     if g.is_pointwise() {
         let n = g.n();
         for (r, src) in x.chunks_exact(n).enumerate() {
@@ -274,7 +274,7 @@ fn col2im(g: &ConvGeom, dcol: &[f32], ld: usize, dx: &mut [f32]) {
 
 /// Threads inside each gemm: 1 when samples are spread over the pool, all of them when the batch
 /// is smaller than the thread count (then samples run one after the other).
-fn gemm_threads(g: &ConvGeom) -> usize {
+pub(super) fn gemm_threads(g: &ConvGeom) -> usize {
     let nt = num_threads();
     if g.b >= nt {
         1
@@ -291,7 +291,7 @@ const GROUP_COLS: usize = 512;
 /// so the weight matrix would be packed again for every sample (at width 64 layer 4's 9 MiB of
 /// weights, 32 times per call); grouping samples side by side amortises it. Never more than a
 /// thread's share of the batch, so every thread still gets work; 1 when the gemm itself is parallel.
-fn group_size(g: &ConvGeom) -> usize {
+pub(super) fn group_size(g: &ConvGeom) -> usize {
     let nt = num_threads();
     if g.b < nt {
         return 1;
@@ -322,7 +322,7 @@ fn for_groups<T: Send>(
 
 /// Copies the `nb` per-sample `(rows x n)` blocks of `src` (sample-major, as in NCHW) into one
 /// `(rows x nb*n)` matrix `dst` with the samples side by side.
-fn gather_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) {
+pub(super) fn gather_rows(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mut [f32]) {
     let ld = nb * n;
     for gi in 0..nb {
         for r in 0..rows {
@@ -434,35 +434,32 @@ pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 }
 
 /// `w' (Cin, Cout, K, K)` with `w'[ci, co, ky, kx] = w[co, ci, K-1-ky, K-1-kx]` (the kernel of the
-/// stride-1 input gradient as a forward convolution). Tiled over (co, ci) and specialised for 3x3:
-/// done cell by cell, w64 layer4's 9 MiB of weights took ~5 ms, a third of the input gradient.
-fn flip_kernel(w: &[f32], cout: usize, cin: usize, k: usize) -> Vec<f32> {
+/// stride-1 input gradient as a forward convolution), tiled over (co, ci).
+fn flip_kernel(w: &[f32], cout: usize, cin: usize, k: usize) -> Result<Vec<f32>> {
     let kk = k * k;
-    let mut wf = vec![0f32; w.len()];
+    let mut wf = uninit_vec(w.len());
     const T: usize = 16;
-    for co0 in (0..cout).step_by(T) {
-        for ci0 in (0..cin).step_by(T) {
+    // Blocks of T input channels (rows of w') in parallel: serial, it was ~20% of width 64's
+    // 512-channel 4x4 input gradient.
+    par_chunks(&mut wf, T * cout * kk, |blk, rows| {
+        let ci0 = blk * T;
+        let nci = rows.len() / (cout * kk).max(1);
+        for co0 in (0..cout).step_by(T) {
             for co in co0..(co0 + T).min(cout) {
-                for ci in ci0..(ci0 + T).min(cin) {
-                    let src = &w[(co * cin + ci) * kk..][..kk];
-                    let dst = &mut wf[(ci * cout + co) * kk..][..kk];
-                    if let (Ok(s9), Ok(d9)) = (
-                        <&[f32; 9]>::try_from(src),
-                        <&mut [f32; 9]>::try_from(&mut *dst),
-                    ) {
-                        for t in 0..9 {
-                            d9[t] = s9[8 - t];
-                        }
-                    } else {
-                        for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                            *d = *s;
-                        }
+                for ci in 0..nci {
+                    let src = &w[(co * cin + ci0 + ci) * kk..][..kk];
+                    let dst = &mut rows[(ci * cout + co) * kk..][..kk];
+                    for (t, d) in dst.iter_mut().enumerate() {
+                        d.write(src[kk - 1 - t]);
                     }
                 }
             }
         }
-    }
-    wf
+        Ok(())
+    })?;
+    // SAFETY: the chunks cover `wf` and each writes every entry of its rows.
+    #[allow(unsafe_code)]
+    Ok(unsafe { assume_init_vec(wf) })
 }
 
 /// Input gradient on host slices: dy (B*Cout*HoWo), w -> dx (B*Cin*H*W).
@@ -476,7 +473,7 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     if g.stride == 1 && g.k > 1 && g.pad < g.k {
         let k = g.k;
         // w' (Cin, Cout, K, K): w'[ci, co, ky, kx] = w[co, ci, k-1-ky, k-1-kx].
-        let wf = flip_kernel(w, g.cout, g.cin, k);
+        let wf = flip_kernel(w, g.cout, g.cin, k)?;
         let gt = ConvGeom::new(
             &[g.b, g.cout, g.ho, g.wo],
             &[g.cin, g.cout, k, k],
@@ -558,118 +555,6 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     Ok(dx)
 }
 
-/// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch. Each pool slot
-/// accumulates its own partial sum over a fixed contiguous range of samples (in groups, as the
-/// forward); the partials are added at the end in slot order (deterministic for a given thread
-/// count).
-pub fn conv_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
-    if super::direct::bwd_weight_preferred(g) {
-        return super::direct::conv_same_bwd_weight(g, x, dy);
-    }
-    let (kdim, n) = (g.kdim(), g.n());
-    let wlen = g.cout * kdim;
-    let inner = gemm_threads(g);
-    let slots = if inner > 1 {
-        1
-    } else {
-        num_threads().min(g.b).max(1)
-    };
-    let per = group_size(g);
-    // Each group adds `dW^T (CinKK x Cout) += col (CinKK x nb*HoWo) * dY^T (nb*HoWo x Cout)`: with
-    // the long pixel axis as the gemm depth and both operands read along it, this orientation runs
-    // at full speed for every layer shape (`dy * col^T` is several times slower for small Cout).
-    let one_group = |b0: usize, nb: usize, dwt: &mut [f32], first: bool| -> Result<()> {
-        let xs = &x[b0 * g.in_plane()..(b0 + nb) * g.in_plane()];
-        let dys = &dy[b0 * g.out_plane()..(b0 + nb) * g.out_plane()];
-        let ld = nb * n;
-        let direct_x = nb == 1 && g.is_pointwise();
-        let clen = if direct_x { 0 } else { kdim * ld };
-        let glen = if nb == 1 { 0 } else { g.cout * ld };
-        with_scratch(clen + glen, |buf| {
-            let (col, dyg) = buf.split_at_mut(clen);
-            // dY^T: (nb*HoWo x Cout), element (j, co) = dY[co * ld + j].
-            let dyt = if nb == 1 {
-                Mat {
-                    data: dys,
-                    rs: 1,
-                    cs: n,
-                }
-            } else {
-                gather_rows(dys, nb, g.cout, n, dyg);
-                Mat {
-                    data: dyg,
-                    rs: 1,
-                    cs: ld,
-                }
-            };
-            let cm = if direct_x {
-                Mat {
-                    data: xs,
-                    rs: n,
-                    cs: 1,
-                }
-            } else {
-                for gi in 0..nb {
-                    let xb = &xs[gi * g.in_plane()..(gi + 1) * g.in_plane()];
-                    im2col(g, xb, &mut col[gi * n..], ld);
-                }
-                Mat {
-                    data: col,
-                    rs: ld,
-                    cs: 1,
-                }
-            };
-            sgemm(
-                "conv2d weight grad",
-                kdim,
-                g.cout,
-                ld,
-                dwt,
-                g.cout,
-                !first,
-                cm,
-                dyt,
-                inner,
-            )
-        })
-    };
-    // Slot `s` owns the fixed sample range `s*B/slots .. (s+1)*B/slots`, so every partial sum (and
-    // their in-order total) is the same whichever thread runs it: bit-reproducible under any load.
-    // (Pulling samples from a shared cursor made the grouping, hence the rounding, timing-dependent.)
-    let partials = par_map(slots, |s| {
-        let mut dwt = vec![0f32; wlen];
-        let (lo, hi) = (s * g.b / slots, (s + 1) * g.b / slots);
-        let mut b0 = lo;
-        while b0 < hi {
-            let nb = per.min(hi - b0);
-            one_group(b0, nb, &mut dwt, b0 == lo)?;
-            b0 += nb;
-        }
-        Ok(dwt)
-    })?;
-    let mut it = partials.into_iter();
-    let mut total = it.next().unwrap_or_else(|| vec![0f32; wlen]);
-    for p in it {
-        for (t, v) in total.iter_mut().zip(&p) {
-            *t += *v;
-        }
-    }
-    // dW^T (CinKK x Cout) -> dW (Cout x CinKK), in 32x32 tiles (a plain strided transpose of
-    // w64 layer4's 9 MiB gradient cost a few ms).
-    let mut dw = vec![0f32; wlen];
-    const T: usize = 32;
-    for i0 in (0..kdim).step_by(T) {
-        for c0 in (0..g.cout).step_by(T) {
-            for i in i0..(i0 + T).min(kdim) {
-                for co in c0..(c0 + T).min(g.cout) {
-                    dw[co * kdim + i] = total[i * g.cout + co];
-                }
-            }
-        }
-    }
-    Ok(dw)
-}
-
 /// The candle custom op: arg1 = x (B,Cin,H,W), arg2 = w (Cout,Cin,K,K), both f32 contiguous on CPU.
 pub(crate) struct Conv2dOp {
     pub stride: usize,
@@ -716,7 +601,9 @@ impl CustomOp2 for Conv2dOp {
         let dw = if w.track_op() {
             let v = with_slice(dy, "conv2d output grad", |dys| {
                 with_slice(x, "conv2d input", |xs| {
-                    timed(Kernel::ConvDw, || conv_bwd_weight(&g, xs, dys))
+                    timed(Kernel::ConvDw, || {
+                        super::wgrad::conv_bwd_weight(&g, xs, dys)
+                    })
                 })
             })?;
             Some(Tensor::from_vec(v, w.shape(), w.device())?)

@@ -21,6 +21,7 @@ mod host;
 mod linear;
 pub mod profile;
 mod sgd;
+mod wgrad;
 
 pub use host::tune_allocator;
 
@@ -29,11 +30,12 @@ pub use host::tune_allocator;
 #[doc(hidden)]
 pub mod raw {
     pub use super::bn::{bn_bwd, bn_fwd, BnStats};
-    pub use super::conv::{conv_bwd_input, conv_bwd_weight, conv_fwd, ConvGeom};
+    pub use super::conv::{conv_bwd_input, conv_fwd, ConvGeom};
     pub use super::direct::{
         available as direct_conv_available, conv_same_bwd_weight, conv_same_fwd,
     };
     pub use super::host::{sgemm, Mat};
+    pub use super::wgrad::conv_bwd_weight;
 }
 
 use candle_core::{DType, Device, Result, Tensor, D};
