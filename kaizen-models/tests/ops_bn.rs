@@ -77,6 +77,34 @@ fn fused_bn_matches_reference_forward_stats_and_gradients() -> anyhow::Result<()
     Ok(())
 }
 
+/// A large mean with a tiny spread (x = 1000 + 0.01 u): the statistics must be centred, never
+/// `E[x^2] - E[x]^2` (whose f32 squares of ~1e6 carry errors far above the variance of ~1e-5).
+/// Small planes (two passes over the channel) and large planes (per-plane sums combined) alike.
+#[test]
+fn bn_statistics_survive_a_large_mean() -> anyhow::Result<()> {
+    for dims in [[4usize, 3, 4, 4], [3, 2, 24, 24]] {
+        let x = ((rand_tensor(7, &dims)? * 0.01)? + 1000.0)?;
+        let c = dims[1];
+        let ones = Tensor::ones(c, candle_core::DType::F32, x.device())?;
+        let zeros = ones.zeros_like()?;
+        let (_, m, v) = ops::fast_batch_norm_train(&x, &ones, &zeros, 1e-5, false)?;
+        let (m, v) = (m.to_vec1::<f32>()?, v.to_vec1::<f32>()?);
+        let xs = x.transpose(0, 1)?.flatten_from(1)?.to_vec2::<f32>()?;
+        for ch in 0..c {
+            let vals: Vec<f64> = xs[ch].iter().map(|&t| t as f64).collect();
+            let mu = vals.iter().sum::<f64>() / vals.len() as f64;
+            let var = vals.iter().map(|t| (t - mu) * (t - mu)).sum::<f64>() / vals.len() as f64;
+            assert!(
+                ((m[ch] as f64 - mu) / mu).abs() < 1e-6,
+                "{dims:?} mean {ch}"
+            );
+            let rel = (v[ch] as f64 - var).abs() / var;
+            assert!(rel < 2e-2, "{dims:?} var {ch}: {} vs {var} ({rel})", v[ch]);
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn public_batch_norm_train_returns_detached_stats() -> anyhow::Result<()> {
     let x = Var::from_tensor(&rand_tensor(1, &[3, 4, 2, 2])?)?;
