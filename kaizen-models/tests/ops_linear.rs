@@ -23,8 +23,10 @@ fn run(bs: usize, i: usize, o: usize, f: LinFn, seed: u64) -> anyhow::Result<[Te
 
 #[test]
 fn fused_linear_matches_candle_ops() -> anyhow::Result<()> {
-    // batch 1, odd sizes, more output rows than one piece per thread, a wide hidden layer
+    // batch 1, odd sizes, more output rows than one piece per thread, a wide hidden layer, an
+    // expanding layer (O >= 4 I: dx with its depth split over the pool) with an odd depth
     let shapes = [
+        (3, 5, 41),
         (1, 3, 2),
         (5, 7, 9),
         (2, 300, 5),
