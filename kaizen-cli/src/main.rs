@@ -68,7 +68,9 @@ fn main() -> ExitCode {
         kaizen_models::ops::set_fast_kernels(false);
     }
     let cli = Cli::parse();
-    let result = match cli.command {
+    // The command runs on a thread of the kernels' pool, which then shares each kernel's work with
+    // it instead of being woken for every kernel call (`ops::on_kernel_pool`).
+    let result = kaizen_models::ops::on_kernel_pool(move || match cli.command {
         Command::Run(a) => cmd_run::run(*a),
         Command::Resume(a) => cmd_run::resume(a),
         Command::Data(a) => cmd_data::run(a),
@@ -79,7 +81,7 @@ fn main() -> ExitCode {
         Command::InitModel(a) => cmd_model::init_model(a),
         Command::Bench(a) => cmd_bench::run(a),
         Command::Sweep(c) => sweep::run(c),
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<cmd_run::Interrupted>().is_some() => {

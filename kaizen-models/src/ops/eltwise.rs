@@ -5,6 +5,7 @@
 //! one parallel pass forward and one backward, which hands the same gated gradient to both inputs.
 
 use super::host::{assume_init_vec, cpu_slice, par_chunks, uninit_vec, with_slice};
+use super::profile::{timed, Kernel, TimedScope};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 /// Values per parallel piece of an element-wise pass.
@@ -38,12 +39,14 @@ impl CustomOp2 for AddReluOp {
             bail!("add_relu: operand sizes differ")
         }
         let mut y = uninit_vec(a.len());
-        par_chunks(&mut y, CHUNK, |i, yc| {
-            let o = i * CHUNK;
-            for ((d, &u), &v) in yc.iter_mut().zip(&a[o..]).zip(&b[o..]) {
-                d.write((u + v).max(0.0));
-            }
-            Ok(())
+        timed(Kernel::AddRelu, || {
+            par_chunks(&mut y, CHUNK, |i, yc| {
+                let o = i * CHUNK;
+                for ((d, &u), &v) in yc.iter_mut().zip(&a[o..]).zip(&b[o..]) {
+                    d.write((u + v).max(0.0));
+                }
+                Ok(())
+            })
         })?;
         // SAFETY: the chunks cover y and each zips its full length against a and b, which are at
         // least as long (same length, checked above).
@@ -62,6 +65,7 @@ impl CustomOp2 for AddReluOp {
         if !a.track_op() && !b.track_op() {
             return Ok((None, None));
         }
+        let _t = TimedScope::new(Kernel::AddRelu);
         let g = with_slice(res, "add_relu output", |ys| {
             with_slice(dy, "add_relu output grad", |gs| {
                 if ys.len() != gs.len() {

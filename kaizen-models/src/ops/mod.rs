@@ -7,9 +7,12 @@
 //! devices or dtypes they fall back to the `reference_*` compositions of candle ops, which are also
 //! what the tests compare the fast kernels against. [`set_fast_kernels`] switches globally (A/B).
 //!
-//! Threads: the kernels split work over rayon's global pool with candle's thread count
-//! (`RAYON_NUM_THREADS`, default: the cores); `KAIZEN_POOL=candle` uses candle's barrier pool
-//! instead. candle's own element-wise ops use that spin-waiting barrier pool: on shared 2-core
+//! Threads: the kernels split work over the rayon pool they are called from, with candle's thread
+//! count (`RAYON_NUM_THREADS`, default: the cores). Run the caller inside [`on_kernel_pool`] (the
+//! `kaizen` binary runs every command there) so that it works alongside the pool instead of
+//! waking it and sleeping at every kernel; outside it the kernels use rayon's global pool.
+//! `KAIZEN_POOL=global` keeps the caller outside (A/B); `KAIZEN_POOL=candle` uses candle's barrier
+//! pool instead. candle's own element-wise ops use that spin-waiting barrier pool: on shared 2-core
 //! machines set `CANDLE_NUM_THREADS=1` before the first candle op (as `kaizen bench` does).
 //! The first fast call tunes glibc's allocator once ([`tune_allocator`]).
 
@@ -23,7 +26,7 @@ pub mod profile;
 mod sgd;
 mod wgrad;
 
-pub use host::tune_allocator;
+pub use host::{on_kernel_pool, tune_allocator};
 
 /// The host-slice kernels behind the custom ops, for the per-layer profiler
 /// (`cargo run --release -p kaizen-models --example layer_prof`). Not a stable API.
