@@ -13,7 +13,7 @@
 
 use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, sgemm, sgemm_uninit, uninit_vec,
-    with_inner_scratch, with_scratch, with_slice, write_slice, Mat, Uninit,
+    with_inner_scratch, with_scratch, with_slice, write_slice, zeroed, Mat, Uninit,
 };
 use super::profile::{timed, Kernel};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -484,9 +484,11 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
             return conv_fwd(&gt, dy, &wf);
         }
     }
-    let mut dx = vec![0f32; g.b * g.in_plane()];
+    // Zeroed group by group inside the parallel loop (col2im accumulates into it): a
+    // `vec![0.0; ..]` is a serial memset of the whole batch's gradient while the pool waits.
+    let mut dx = uninit_vec(g.b * g.in_plane());
     if dx.is_empty() {
-        return Ok(dx);
+        return Ok(Vec::new());
     }
     let inner = gemm_threads(g);
     // W^T: (CinKK x Cout), element (i, j) = w[j * kdim + i].
@@ -497,6 +499,7 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     };
     let per = group_size(g);
     for_groups(g, per, &mut dx, g.in_plane(), |b0, nb, dxc| {
+        let dxc = zeroed(dxc);
         let dys = &dy[b0 * g.out_plane()..(b0 + nb) * g.out_plane()];
         let ld = nb * n;
         let glen = if nb == 1 { 0 } else { g.cout * ld };
@@ -552,7 +555,9 @@ pub fn conv_bwd_input(g: &ConvGeom, dy: &[f32], w: &[f32]) -> Result<Vec<f32>> {
             Ok(())
         })
     })?;
-    Ok(dx)
+    // SAFETY: `for_groups` hands every per-sample slice to exactly one group, which zeroes it first.
+    #[allow(unsafe_code)]
+    Ok(unsafe { assume_init_vec(dx) })
 }
 
 /// The candle custom op: arg1 = x (B,Cin,H,W), arg2 = w (Cout,Cin,K,K), both f32 contiguous on CPU.

@@ -80,6 +80,19 @@ pub(crate) fn write_slice(dst: &mut [Uninit], src: &[f32]) {
     }
 }
 
+/// Fills uninitialised slots with zeros and returns them as the initialised `f32`s they now are.
+pub(crate) fn zeroed(dst: &mut [Uninit]) -> &mut [f32] {
+    for d in dst.iter_mut() {
+        d.write(0.0);
+    }
+    // SAFETY: every element was just written; `MaybeUninit<f32>` has the layout of `f32`, and the
+    // returned borrow is the input's (unique, same length).
+    #[allow(unsafe_code)]
+    unsafe {
+        &mut *(dst as *mut [Uninit] as *mut [f32])
+    }
+}
+
 /// Dense matrix with explicit strides over a slice: element (i, j) lives at `i * rs + j * cs`.
 #[derive(Clone, Copy)]
 #[allow(missing_docs)] // data, row stride, column stride
