@@ -6,7 +6,9 @@
 //! Backward, with `g = dy * [y > 0]` (or `dy` without ReLU):
 //! `dbeta_c = sum g`, `dgamma_c = sum g * xhat`,
 //! `dx = gamma_c * inv_c * (g - dbeta_c / N - xhat * dgamma_c / N)`.
-//! Statistics are accumulated in f64 (two passes: mean, then centred squares).
+//! Statistics are accumulated in f64 and always centred: on planes of 16x16 and up, each (sample,
+//! channel) plane's sum and squares about its own mean, combined exactly over the batch (one read of x
+//! from memory); on smaller planes two passes over the channel (mean, then squares about it).
 
 use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, uninit_vec, with_slice, Uninit,

@@ -4,7 +4,9 @@
 //! thread while the pool waits), a broadcast add, and in the backward a transposed copy of the
 //! weight gradient and single-threaded adds. Here every gemm is split over the rows of its output
 //! (the weight's rows for `y^T` and `dW`, its columns for `dx^T`), so each pool thread packs only its
-//! share, and the bias is added during the transpose back to `y`.
+//! share, and the bias is added during the transpose back to `y`. The input gradient of an
+//! expanding layer (O >= 4 I, e.g. 128 -> 4096) is a small output with a long depth: there the
+//! depth is split instead and the per-thread partials added in order.
 
 use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, par_map, sgemm_uninit, uninit_vec,

@@ -358,6 +358,8 @@ pub fn sgd_momentum_update(
         weight_decay: weight_decay as f32,
         scale: grad_scale as f32,
     };
-    buf.inplace_op3(&grad, param, &op)?;
-    param.inplace_op2(buf, &sgd::ApplyOp { lr: lr as f32 })
+    profile::timed(Kernel::Sgd, || {
+        buf.inplace_op3(&grad, param, &op)?;
+        param.inplace_op2(buf, &sgd::ApplyOp { lr: lr as f32 })
+    })
 }
