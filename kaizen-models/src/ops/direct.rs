@@ -162,6 +162,9 @@ pub fn conv_same_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 }
 
 /// Output channels per tile of the weight gradient (each tile covers all 9 taps of one input channel).
+/// Input bytes per sample group of the forward kernel (see `avx::run`): about half of a 2 MiB L2.
+const GROUP_BYTES: usize = 1 << 20;
+
 const DW_MR: usize = 2;
 
 /// Whether [`conv_same_bwd_weight`] can run this convolution (3x3 kernels only) on this CPU.
@@ -231,7 +234,7 @@ pub fn conv_same_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code, clippy::needless_range_loop)]
 mod avx {
-    use super::{ConvGeom, Uninit, DW_MR, L, MR, NV};
+    use super::{ConvGeom, Uninit, DW_MR, GROUP_BYTES, L, MR, NV};
     use std::arch::x86_64::*;
 
     /// All output channels of samples `s0..s0+ns` into `yc`.
@@ -253,57 +256,66 @@ mod avx {
         let nvec = plane.div_ceil(L);
         let in_plane = g.cin * plane;
         let out_plane = g.cout * plane;
-        let total = ns * nvec;
         let xp = x.as_ptr();
         let yp = yc.as_mut_ptr().cast::<f32>();
-        for cb in 0..g.cout.div_ceil(MR) {
-            let wb = wp.as_ptr().add(cb * g.cin * kk * MR);
-            let rows = MR.min(g.cout - cb * MR);
-            let mut j0 = 0;
-            while j0 < total {
-                let nv = NV.min(total - j0);
-                // Per vector of the tile: sample (in the chunk), vector index in the plane.
-                let mut sv = [(0usize, 0usize); NV];
-                for (j, e) in sv.iter_mut().enumerate().take(nv) {
-                    let idx = j0 + j;
-                    *e = (idx / nvec, idx % nvec);
-                }
-                let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-                for ci in 0..g.cin {
-                    let wc = wb.add(ci * kk * MR);
-                    let mut base = [std::ptr::null::<f32>(); NV];
-                    for j in 0..NV {
-                        let (s, v) = sv[j.min(nv - 1)];
-                        base[j] = xp.add((s0 + s) * in_plane + ci * plane + v * L);
+        // Samples in groups whose input fits in L2 next to the weights: every output-channel block
+        // re-reads its group's input, which for a whole chunk (16 samples of width 64's 64x32x32
+        // layer, 4 MiB) came from memory each time.
+        let group = (GROUP_BYTES / (in_plane * 4).max(1)).clamp(1, ns.max(1));
+        let mut g0 = 0;
+        while g0 < ns {
+            let gn = group.min(ns - g0);
+            let total = gn * nvec;
+            for cb in 0..g.cout.div_ceil(MR) {
+                let wb = wp.as_ptr().add(cb * g.cin * kk * MR);
+                let rows = MR.min(g.cout - cb * MR);
+                let mut j0 = 0;
+                while j0 < total {
+                    let nv = NV.min(total - j0);
+                    // Per vector of the tile: sample (in the chunk), vector index in the plane.
+                    let mut sv = [(0usize, 0usize); NV];
+                    for (j, e) in sv.iter_mut().enumerate().take(nv) {
+                        let idx = j0 + j;
+                        *e = (g0 + idx / nvec, idx % nvec);
                     }
-                    for t in 0..kk {
-                        let off = *offs.get_unchecked(t);
-                        let mut b = [_mm512_setzero_ps(); NV];
+                    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+                    for ci in 0..g.cin {
+                        let wc = wb.add(ci * kk * MR);
+                        let mut base = [std::ptr::null::<f32>(); NV];
                         for j in 0..NV {
-                            let (_, v) = sv[j.min(nv - 1)];
-                            let mk = *m.get_unchecked(v * kk + t);
-                            b[j] = _mm512_maskz_loadu_ps(mk, base[j].wrapping_offset(off));
+                            let (s, v) = sv[j.min(nv - 1)];
+                            base[j] = xp.add((s0 + s) * in_plane + ci * plane + v * L);
                         }
-                        let wt = wc.add(t * MR);
-                        for r in 0..MR {
-                            let a = _mm512_set1_ps(*wt.add(r));
+                        for t in 0..kk {
+                            let off = *offs.get_unchecked(t);
+                            let mut b = [_mm512_setzero_ps(); NV];
                             for j in 0..NV {
-                                acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
+                                let (_, v) = sv[j.min(nv - 1)];
+                                let mk = *m.get_unchecked(v * kk + t);
+                                b[j] = _mm512_maskz_loadu_ps(mk, base[j].wrapping_offset(off));
+                            }
+                            let wt = wc.add(t * MR);
+                            for r in 0..MR {
+                                let a = _mm512_set1_ps(*wt.add(r));
+                                for j in 0..NV {
+                                    acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
+                                }
                             }
                         }
                     }
-                }
-                for j in 0..nv {
-                    let (s, v) = sv[j];
-                    let mk = store[v];
-                    for (r, row) in acc.iter().enumerate().take(rows) {
-                        let co = cb * MR + r;
-                        let dst = yp.add(s * out_plane + co * plane + v * L);
-                        _mm512_mask_storeu_ps(dst, mk, row[j]);
+                    for j in 0..nv {
+                        let (s, v) = sv[j];
+                        let mk = store[v];
+                        for (r, row) in acc.iter().enumerate().take(rows) {
+                            let co = cb * MR + r;
+                            let dst = yp.add(s * out_plane + co * plane + v * L);
+                            _mm512_mask_storeu_ps(dst, mk, row[j]);
+                        }
                     }
+                    j0 += nv;
                 }
-                j0 += nv;
             }
+            g0 += gn;
         }
     }
 
