@@ -8,7 +8,8 @@
 //! a vector span several rows of a small plane, and a last vector stop at the plane's end). The
 //! masks depend only on the geometry and are built once per call. A register tile of [`MR`] output
 //! channels x [`NV`] vectors accumulates over (input channel, tap) with the weights broadcast from
-//! a packed copy. Each output element is one chain of fused multiply-adds in a fixed order (input
+//! a packed copy; tiles sweep a group of samples whose input fits in L2 ([`GROUP_BYTES`]) once per
+//! output-channel block. Each output element is one chain of fused multiply-adds in a fixed order (input
 //! channel, then tap): the result does not depend on the thread count. It is also the order of the
 //! gemm's reduction while that fits one of its depth blocks: in `direct_probe`, the forward of the
 //! layers with 3 to 32 input channels gave the same bits as im2col + gemm, those with 64 and more
