@@ -185,7 +185,7 @@ pub(crate) fn bwd_weight_preferred(g: &ConvGeom) -> bool {
 /// dW (Cout*Cin*3*3). `dW[co, ci, t] = sum_b sum_p dy[b, co, p] * x[b, ci, p + off(t)]`, as 16-lane
 /// partial sums over the plane's vectors, sample after sample, then the lanes added in a fixed order.
 /// Work is split over input channels, each summed over the whole batch by one thread: the result
-/// does not depend on the thread count. Errors when [`bwd_weight_available`] is false.
+/// does not depend on the thread count. Errors when `bwd_weight_available` is false.
 pub fn conv_same_bwd_weight(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Result<Vec<f32>> {
     if !bwd_weight_available(g) {
         candle_core::bail!("direct convolution weight gradient: unsupported geometry {g:?}")

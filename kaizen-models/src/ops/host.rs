@@ -287,7 +287,7 @@ fn use_candle_pool() -> bool {
     pool_choice() == Pool::Candle
 }
 
-/// Runs `f` on a thread of the kernels' own rayon pool ([`num_threads`] threads, created on first
+/// Runs `f` on a thread of the kernels' own rayon pool (candle's thread count, created on first
 /// use) and returns its result. A kernel called from a thread outside any pool injects its work
 /// into the pool and sleeps until a worker finishes it: two thread wake-ups per kernel call, a few
 /// thousand per training step. Called from a pool thread, the caller takes one share of the work
