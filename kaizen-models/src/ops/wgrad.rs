@@ -2,11 +2,11 @@
 //!
 //! Each pool slot sums a fixed range of samples into its own full-size partial `dW^T`, and the
 //! partials are added in slot order, so every element is a fixed-order sum: the result is
-//! bit-reproducible for a given thread count. `dW^T` is transposed to `dW (Cout x CinKK)` in
-//! parallel tiles at the end (done serially, the transpose of width 64's 9 MiB 512-channel gradient
-//! and the serial sum of the partials were ~40% of that layer's weight gradient: 18.6 -> 10.7 ms at
-//! batch 32). Splitting the input
-//! channels over the pool instead (no partial sums) was measured as no faster on any ResNet-18 layer.
+//! bit-reproducible for a given thread count. The partials are summed and transposed to
+//! `dW (Cout x CinKK)` in one pass of parallel tiles. Done on one thread, that sum and transpose
+//! were ~40% of width 64's 512-channel 4x4 weight gradient (9 MiB; 18.6 -> 10.7 ms at batch 32).
+//! Splitting the input channels over the pool instead (no partial sums) was measured as no faster
+//! on any ResNet-18 layer.
 
 use super::conv::{gather_rows, gemm_threads, group_size, im2col, ConvGeom};
 use super::host::{
