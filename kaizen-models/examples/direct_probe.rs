@@ -40,14 +40,7 @@ fn compare(
 
 fn main() {
     kaizen_models::ops::tune_allocator();
-    let a: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|v| v.parse().expect("usage: direct_probe [batch] [reps]"))
-        .collect();
-    let (b, reps) = (
-        a.first().copied().unwrap_or(64),
-        a.get(1).copied().unwrap_or(5),
-    );
+    let [b, reps] = usize_args("direct_probe [batch] [reps]", [64, 5]);
     for &(c, co, hw) in &[
         (3usize, 16usize, 32usize),
         (16, 16, 32),

@@ -12,13 +12,7 @@ include!("probe_util.inc");
 
 fn main() -> candle_core::Result<()> {
     kaizen_models::ops::tune_allocator();
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("usage: layer_prof [width] [batch] [reps]"))
-        .collect();
-    let width = args.first().copied().unwrap_or(16);
-    let b = args.get(1).copied().unwrap_or(64);
-    let reps = args.get(2).copied().unwrap_or(7);
+    let [width, b, reps] = usize_args("layer_prof [width] [batch] [reps]", [16, 64, 7]);
     // (cin, cout, k, stride, pad, input size, count in the network)
     let mut convs = vec![(3, width, 3, 1, 1, 32, 1)];
     let mut cin = width;

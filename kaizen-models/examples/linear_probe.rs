@@ -10,12 +10,7 @@ include!("probe_util.inc");
 
 fn main() -> candle_core::Result<()> {
     kaizen_models::ops::tune_allocator();
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|a| a.parse().expect("usage: linear_probe [batch] [reps]"))
-        .collect();
-    let b = args.first().copied().unwrap_or(64);
-    let reps = args.get(1).copied().unwrap_or(9);
+    let [b, reps] = usize_args("linear_probe [batch] [reps]", [64, 9]);
     println!(
         "{:<14} {:>9} {:>9} {:>9}",
         "in->out", "fwd ms", "f+b ms", "GF/s f+b"

@@ -162,10 +162,10 @@ pub fn conv_same_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     Ok(unsafe { assume_init_vec(y) })
 }
 
-/// Output channels per tile of the weight gradient (each tile covers all 9 taps of one input channel).
 /// Input bytes per sample group of the forward kernel (see `avx::run`): about half of a 2 MiB L2.
 const GROUP_BYTES: usize = 1 << 20;
 
+/// Output channels per tile of the weight gradient (each tile covers all 9 taps of one input channel).
 const DW_MR: usize = 2;
 
 /// Whether [`conv_same_bwd_weight`] can run this convolution (3x3 kernels only) on this CPU.
