@@ -1,18 +1,19 @@
 //! The direct AVX-512 convolution kernels (`ops/direct.rs`) against the layer's kernels on ResNet-18's
-//! stride-1 3x3 shapes: forward and weight gradient, time (best of REPS, 2 threads by default) and the
+//! stride-1 3x3 shapes: forward (direct and Winograd) and weight gradient, time (best of REPS, 2 threads by default) and the
 //! largest difference. `conv_fwd` / `conv_bwd_weight` already route to the direct kernels where
 //! preferred, so the "layer" column is what a training step runs.
 //!
 //! `cargo run --release -p kaizen-models --example direct_probe -- [batch] [reps]`
 use kaizen_models::ops::raw::{
-    conv_bwd_weight, conv_fwd, conv_same_bwd_weight, conv_same_fwd, ConvGeom,
+    conv3x3_fwd, conv_bwd_weight, conv_fwd, conv_same_bwd_weight, conv_same_fwd, ConvGeom,
 };
 include!("probe_util.inc");
 
-/// Times the layer's kernel `f0` and the direct one `f1`; prints both with their GFLOP/s and the
+/// Times the kernel `f0` (named `n0`) and `f1` (`n1`); prints both with their GFLOP/s and the
 /// largest difference of their outputs.
 fn compare(
     label: &str,
+    [n0, n1]: [&str; 2],
     mflop: f64,
     reps: usize,
     f0: impl Fn() -> Vec<f32>,
@@ -32,7 +33,7 @@ fn compare(
         std::hint::black_box(f1());
     });
     println!(
-        "{label:<18} layer {t0:7.2} ms ({:5.1} GF/s)  direct {t1:7.2} ms ({:5.1} GF/s)  maxdiff {md:.2e} of {mx:.1}",
+        "{label:<18} {n0:<8} {t0:7.2} ms ({:5.1} GF/s)  {n1:<8} {t1:7.2} ms ({:5.1} GF/s)  maxdiff {md:.2e} of {mx:.1}",
         mflop / t0,
         mflop / t1
     );
@@ -60,13 +61,23 @@ fn main() {
         let fwd = format!("{c:>4}->{co:<4} {hw:>2}x{hw:<2}");
         compare(
             &fwd,
+            ["layer", "direct"],
             mflop,
             reps,
             || conv_fwd(&g, &x, &w).unwrap(),
             || conv_same_fwd(&g, &x, &w).unwrap(),
         );
         compare(
+            "   winograd",
+            ["direct", "winograd"],
+            mflop,
+            reps,
+            || conv_same_fwd(&g, &x, &w).unwrap(),
+            || conv3x3_fwd(&g, &x, &w).unwrap(),
+        );
+        compare(
             "   dw",
+            ["layer", "direct"],
             mflop,
             reps,
             || conv_bwd_weight(&g, &x, &dy).unwrap(),

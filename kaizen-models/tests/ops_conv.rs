@@ -33,6 +33,7 @@ const CASES: &[Case] = &[
     (3, 20, 6, 6, 18, 3, 1, 1),   // channels over one 16x16 tile of the kernel flip / dW transpose
     (3, 3, 32, 32, 13, 3, 1, 1),  // 32x32 same conv: the direct kernels take all three passes
     (3, 17, 4, 4, 37, 3, 1, 1), // 4x4: Cout over one dW-transpose block (32), Cin over one flip block (16)
+    (2, 16, 8, 8, 24, 3, 1, 1), // Winograd forward and (through the flipped kernel) input gradient
 ];
 
 /// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).
@@ -227,6 +228,57 @@ fn direct_same_conv_kernels_match_direct_loop() -> anyhow::Result<()> {
     assert!(conv_same_fwd(&strided, &x, &w).is_err());
     let valid = ConvGeom::new(&[1, 2, 8, 8], &[3, 2, 3, 3], 1, 0)?;
     assert!(conv_same_fwd(&valid, &x, &w).is_err());
+    Ok(())
+}
+
+/// The Winograd F(2x2, 3x3) kernel on every width it takes (4, 8, 16, 32): one and several tile rows
+/// per plane, odd channel counts that leave partial register tiles, a plane of one tile row, and 64
+/// input channels at 32x32, whose blocks of tile rows (12 rows) straddle samples (16 rows each). On a
+/// CPU without AVX-512 it must refuse with an error instead, as it must on geometries it does not take.
+#[test]
+fn winograd_kernel_matches_direct_loop() -> anyhow::Result<()> {
+    use ops::raw::{conv3x3_fwd, winograd_available, ConvGeom};
+    let cases: &[Case] = &[
+        (2, 5, 8, 8, 11, 3, 1, 1),
+        (3, 17, 16, 16, 9, 3, 1, 1),
+        (1, 3, 32, 32, 13, 3, 1, 1),
+        (2, 8, 4, 4, 19, 3, 1, 1),
+        (2, 4, 6, 16, 3, 3, 1, 1),
+        (3, 2, 2, 8, 5, 3, 1, 1),
+        (3, 64, 32, 32, 9, 3, 1, 1),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let seed = 900 + 10 * i as u64;
+        let &(b, cin, h, w, cout, k, s, p) = case;
+        let g = ConvGeom::new(&[b, cin, h, w], &[cout, cin, k, k], s, p)?;
+        let host = |t: Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let x = host(rand_tensor(seed, &[b, cin, h, w])?)?;
+        let wt = host((rand_tensor(seed + 1, &[cout, cin, k, k])? * 0.5)?)?;
+        let fwd = conv3x3_fwd(&g, &x, &wt);
+        if !winograd_available(&g) {
+            assert!(fwd.is_err(), "case {case:?}: ran without AVX-512");
+            continue;
+        }
+        let (y0, _, _) = naive(case, seed)?;
+        let y = Tensor::from_vec(fwd?, y0.dims(), &candle_core::Device::Cpu)?;
+        let ey = max_rel_diff(&y, &y0)?;
+        assert!(ey < TOL, "case {case:?}: y {ey}");
+    }
+    // Geometries outside the kernel are refused, not computed wrongly.
+    let (x, w) = (vec![0f32; 2 * 12 * 12], vec![0f32; 3 * 2 * 9]);
+    for (dims, stride, pad) in [
+        ([1, 2, 8, 8], 2, 1),
+        ([1, 2, 8, 8], 1, 0),
+        ([1, 2, 12, 12], 1, 1),
+    ] {
+        let g = ConvGeom::new(&dims, &[3, 2, 3, 3], stride, pad)?;
+        assert!(
+            conv3x3_fwd(&g, &x[..2 * dims[2] * dims[3]], &w).is_err(),
+            "{dims:?} s{stride} p{pad}"
+        );
+    }
+    let odd = ConvGeom::new(&[1, 2, 7, 8], &[3, 2, 3, 3], 1, 1)?;
+    assert!(conv3x3_fwd(&odd, &x[..112], &w).is_err());
     Ok(())
 }
 

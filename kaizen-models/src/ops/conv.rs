@@ -9,7 +9,8 @@
 //! samples run in turn and each gemm is parallel). Where `direct::preferred` /
 //! `direct::bwd_weight_preferred` say so (AVX-512, stride-1 same convolutions on planes where it was
 //! measured faster), the forward (hence also the stride-1 input gradient) and the weight gradient run
-//! the direct kernels of `direct.rs` instead.
+//! the direct kernels of `direct.rs` instead; `winograd::preferred` takes precedence for the forward of
+//! 3x3 padding-1 layers (Winograd F(2x2, 3x3) in `winograd.rs`).
 
 use super::host::{
     assume_init_vec, cpu_slice, num_threads, par_chunks, sgemm, sgemm_uninit, uninit_vec,
@@ -367,6 +368,9 @@ fn scatter_rows<T: Slot>(src: &[f32], nb: usize, rows: usize, n: usize, dst: &mu
 /// Forward on host slices: x (B*Cin*H*W), w (Cout*CinKK) -> y (B*Cout*Ho*Wo).
 /// Per group of `nb` samples: `Y (Cout x nb*HoWo) = W * [col[b0] .. col[b0+nb-1]]`.
 pub fn conv_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if super::winograd::preferred(g) {
+        return super::winograd::conv3x3_fwd(g, x, w);
+    }
     if super::direct::preferred(g) {
         return super::direct::conv_same_fwd(g, x, w);
     }

@@ -48,7 +48,7 @@ pub(crate) fn preferred(g: &ConvGeom) -> bool {
     available(g) && (plane >= 256 || (plane >= 64 && g.cin <= 128))
 }
 
-fn avx512() -> bool {
+pub(super) fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::sync::OnceLock;

@@ -25,6 +25,7 @@ mod linear;
 pub mod profile;
 mod sgd;
 mod wgrad;
+mod winograd;
 
 pub use host::{on_kernel_pool, tune_allocator};
 
@@ -39,6 +40,7 @@ pub mod raw {
     };
     pub use super::host::{sgemm, Mat};
     pub use super::wgrad::conv_bwd_weight;
+    pub use super::winograd::{available as winograd_available, conv3x3_fwd};
 }
 
 use candle_core::{DType, Device, Result, Tensor, D};

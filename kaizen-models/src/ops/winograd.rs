@@ -1,0 +1,356 @@
+//! Winograd F(2x2, 3x3) convolution for 3x3 stride-1 padding-1 convolutions (ResNet's 3x3 layers
+//! and, through the flipped kernel, their input gradients) on x86-64 CPUs with AVX-512F.
+//!
+//! Each 2x2 block of outputs (a *tile*) of a sample and channel comes from the 4x4 input patch
+//! around it: `Y = A^T [ sum_ci (G g G^T) .* (B^T d B) ] A` (Lavin & Gray, 2016), which takes 16
+//! multiply-adds per tile and input channel where the direct convolution takes 36. The 16 points
+//! `xi` of the transformed domain are 16 independent matrix products
+//! `M[xi] (Cout x tiles) = U[xi] (Cout x Cin) * V[xi] (Cin x tiles)`.
+//!
+//! The kernel runs per thread over its samples, in blocks of whole tile rows whose transformed
+//! input `V` fits in L2 ([`V_BYTES`]): the input transform vectorises over the tiles of a tile row
+//! (two masked loads and four lane permutations per input row), the products run on a register tile
+//! of [`MR`] output channels x [`NV`] 16-tile vectors (as the direct kernel), and each tile's 16
+//! products go through a 24 KiB scratch in L1 to the output transform, which writes whole output
+//! rows. Every output is a fixed sequence of operations on its own lane (input transform, the sum
+//! over input channels in order, output transform): the result does not depend on the thread count
+//! or on how tiles are blocked. It differs from the direct convolution in the last bits (relative
+//! differences of ~1e-6; the transforms add a few roundings). `KAIZEN_WINOGRAD=0` turns it off for the
+//! process (A/B).
+
+use super::conv::ConvGeom;
+use super::host::{assume_init_vec, num_threads, par_chunks, par_map, uninit_vec, with_scratch};
+use candle_core::Result;
+
+/// Output channels per register tile.
+const MR: usize = 8;
+/// 16-tile vectors per register tile.
+const NV: usize = 3;
+/// Lanes per vector.
+const L: usize = 16;
+/// Tiles per register tile.
+const TILE: usize = NV * L;
+/// Points of the transformed 4x4 patch.
+const XI: usize = 16;
+/// Whether [`conv3x3_fwd`] can run this convolution on this CPU: 3x3, stride 1, padding 1, an even
+/// height and a width of 4, 8, 16 or 32 (a tile row's input rows fit two vectors).
+pub fn available(g: &ConvGeom) -> bool {
+    g.stride == 1
+        && g.k == 3
+        && g.pad == 1
+        && g.ho == g.h
+        && g.wo == g.w
+        && g.h.is_multiple_of(2)
+        && matches!(g.w, 4 | 8 | 16 | 32)
+        && g.b > 0
+        && g.cin > 0
+        && g.cout > 0
+        && enabled()
+}
+
+/// Whether the convolution layer should take this kernel rather than the direct one or the gemm.
+/// Measured (`examples/direct_probe.rs`, 2 threads, batch 64, against the direct kernel): 0.5-0.66x
+/// its time on 32x32 and 16x16 planes from 16 channels on, 0.6-0.8x on 8x8 planes; slower on 4x4
+/// planes (1.0-1.26x: few tiles per transformed weight) and for the stem (3 input channels: the
+/// transforms outweigh the products).
+pub(crate) fn preferred(g: &ConvGeom) -> bool {
+    available(g) && g.cin >= 16 && g.h * g.w >= 64
+}
+
+fn enabled() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var("KAIZEN_WINOGRAD").map_or(true, |v| v != "0") && super::direct::avx512()
+    })
+}
+
+/// `G g G^T` of one 3x3 kernel `f` (row-major), row-major 4x4.
+fn weight_tile(f: &[f32]) -> [f32; XI] {
+    let mut t = [[0f32; 3]; 4];
+    for q in 0..3 {
+        let (a, b, c) = (f[q], f[3 + q], f[6 + q]);
+        t[0][q] = a;
+        t[1][q] = 0.5 * (a + b + c);
+        t[2][q] = 0.5 * (a - b + c);
+        t[3][q] = c;
+    }
+    let mut u = [0f32; XI];
+    for (i, &[a, b, c]) in t.iter().enumerate() {
+        u[4 * i] = a;
+        u[4 * i + 1] = 0.5 * (a + b + c);
+        u[4 * i + 2] = 0.5 * (a - b + c);
+        u[4 * i + 3] = c;
+    }
+    u
+}
+
+/// Transformed weights packed as `[xi][co_block][ci][MR]` (output channels past `cout` are zero),
+/// output-channel blocks in parallel.
+fn transform_weights(g: &ConvGeom, w: &[f32]) -> Result<Vec<f32>> {
+    let blocks = g.cout.div_ceil(MR);
+    let block = g.cin * MR;
+    let mut u = vec![0f32; XI * blocks * block];
+    let tiles = par_map(blocks, |cb| {
+        let mut t = vec![0f32; XI * block];
+        for r in 0..MR.min(g.cout - cb * MR) {
+            let co = cb * MR + r;
+            for ci in 0..g.cin {
+                let wt = weight_tile(&w[(co * g.cin + ci) * 9..][..9]);
+                for (xi, v) in wt.iter().enumerate() {
+                    t[(xi * g.cin + ci) * MR + r] = *v;
+                }
+            }
+        }
+        Ok(t)
+    })?;
+    for (cb, t) in tiles.iter().enumerate() {
+        for xi in 0..XI {
+            u[(xi * blocks + cb) * block..][..block].copy_from_slice(&t[xi * block..][..block]);
+        }
+    }
+    Ok(u)
+}
+
+/// Forward of a 3x3 stride-1 padding-1 convolution: x (B*Cin*H*W), w (Cout*Cin*3*3) ->
+/// y (B*Cout*H*W). Errors when [`available`] is false.
+pub fn conv3x3_fwd(g: &ConvGeom, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if !available(g) {
+        candle_core::bail!("winograd convolution: unsupported geometry {g:?}")
+    }
+    let plane = g.h * g.w;
+    if x.len() != g.b * g.cin * plane || w.len() != g.cout * g.cin * 9 {
+        candle_core::bail!(
+            "winograd convolution: x has {} values and w {}, expected {} and {}",
+            x.len(),
+            w.len(),
+            g.b * g.cin * plane,
+            g.cout * g.cin * 9
+        )
+    }
+    let u = transform_weights(g, w)?;
+    let out_plane = g.cout * plane;
+    let mut y = uninit_vec(g.b * out_plane);
+    let per = g.b.div_ceil(num_threads());
+    // Per thread: a group's transformed input V[xi][ci][TILE], then its products
+    // S[co][xi][TILE] for all output channels.
+    let scratch = XI * TILE * (g.cin + g.cout.next_multiple_of(MR));
+    par_chunks(&mut y, per * out_plane, |i, yc| {
+        let s0 = i * per;
+        let ns = yc.len() / out_plane;
+        with_scratch(scratch, |buf| {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `available` checked AVX-512F and the geometry; the slices have the sizes
+            // checked above, `yc` holds samples s0..s0+ns of y and `buf` the group's scratch.
+            #[allow(unsafe_code)]
+            unsafe {
+                avx::run(g, x, &u, s0, ns, yc.as_mut_ptr().cast::<f32>(), buf)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (s0, ns, &u, buf);
+        });
+        Ok(())
+    })?;
+    // SAFETY: every output row of every (sample, channel) is written once by the output transform
+    // of the tile row that covers it (groups cover all tile rows, lanes all tiles of a row).
+    #[allow(unsafe_code)]
+    Ok(unsafe { assume_init_vec(y) })
+}
+
+// Index loops over the register tiles: each (row, vector) pair names one accumulator register.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code, clippy::needless_range_loop)]
+mod avx {
+    use super::{ConvGeom, L, MR, NV, TILE, XI};
+    use std::arch::x86_64::*;
+
+    /// All output channels of samples `s0..s0+ns` into `yp` (their slice of y).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn run(
+        g: &ConvGeom,
+        x: &[f32],
+        u: &[f32],
+        s0: usize,
+        ns: usize,
+        yp: *mut f32,
+        buf: &mut [f32],
+    ) {
+        let (h, w) = (g.h, g.w);
+        let (th, tw) = (h / 2, w / 2);
+        let plane = h * w;
+        let (in_plane, out_plane) = (g.cin * plane, g.cout * plane);
+        let cbs = g.cout.div_ceil(MR);
+        let (vbuf, sbuf) = buf.split_at_mut(XI * g.cin * TILE);
+        let (vp, sp) = (vbuf.as_mut_ptr(), sbuf.as_mut_ptr());
+        let xp = x.as_ptr().add(s0 * in_plane);
+        // Input transform: lanes are the tiles of a tile row; input row `iy` gives the patch
+        // columns 2tx-1+j through one two-source permutation each (lane 0 of j = 0 and lane tw-1
+        // of j = 3 are the zero padding).
+        let lo_mask: __mmask16 = ((1u32 << w.min(16)) - 1) as __mmask16;
+        let hi_mask: __mmask16 = ((1u32 << w.saturating_sub(16)) - 1) as __mmask16;
+        let lanes: u32 = (1u32 << tw) - 1;
+        let mut idx = [_mm512_setzero_si512(); 4];
+        let mut pmask = [0 as __mmask16; 4];
+        for j in 0..4 {
+            let mut ix = [0i32; L];
+            for (l, v) in ix.iter_mut().enumerate() {
+                *v = (2 * l as i32 + j as i32 - 1).clamp(0, 31);
+            }
+            idx[j] = _mm512_loadu_si512(ix.as_ptr().cast());
+            let mut m = lanes;
+            if j == 0 {
+                m &= !1;
+            }
+            if j == 3 {
+                m &= !(1u32 << (tw - 1));
+            }
+            pmask[j] = m as __mmask16;
+        }
+        let store_mask = lanes as __mmask16;
+        // Output transform: interleaves the two output columns of 16 tiles into 32 values.
+        let mut il = [0i32; 2 * L];
+        for (i, v) in il.iter_mut().enumerate() {
+            *v = ((i % 2) * L + i / 2) as i32;
+        }
+        let il_lo = _mm512_loadu_si512(il.as_ptr().cast());
+        let il_hi = _mm512_loadu_si512(il.as_ptr().add(L).cast());
+        let mut row = [0f32; 2 * L];
+
+        // Groups of TILE tiles: whole tile rows, since tw divides 16.
+        let group_rows = TILE / tw;
+        let rows_total = ns * th;
+        let mut r0 = 0;
+        while r0 < rows_total {
+            let nr = group_rows.min(rows_total - r0);
+            let tb = nr * tw;
+            for ci in 0..g.cin {
+                for rr in 0..nr {
+                    let (s, ty) = ((r0 + rr) / th, (r0 + rr) % th);
+                    let base = xp.add(s * in_plane + ci * plane);
+                    let mut e = [[_mm512_setzero_ps(); 4]; 4];
+                    for i in 0..4 {
+                        let iy = (2 * ty + i) as isize - 1;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let p = base.add(iy as usize * w);
+                        // The same row of the next channel, needed next (4 KiB away at 32x32:
+                        // a new page for the hardware prefetcher).
+                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane).cast());
+                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane + L).cast());
+                        let lo = _mm512_maskz_loadu_ps(lo_mask, p);
+                        let hi = _mm512_maskz_loadu_ps(hi_mask, p.wrapping_add(L));
+                        let mut d = [_mm512_setzero_ps(); 4];
+                        for j in 0..4 {
+                            d[j] = _mm512_maskz_permutex2var_ps(pmask[j], lo, idx[j], hi);
+                        }
+                        e[i] = [
+                            _mm512_sub_ps(d[0], d[2]),
+                            _mm512_add_ps(d[1], d[2]),
+                            _mm512_sub_ps(d[2], d[1]),
+                            _mm512_sub_ps(d[1], d[3]),
+                        ];
+                    }
+                    for j in 0..4 {
+                        let v = [
+                            _mm512_sub_ps(e[0][j], e[2][j]),
+                            _mm512_add_ps(e[1][j], e[2][j]),
+                            _mm512_sub_ps(e[2][j], e[1][j]),
+                            _mm512_sub_ps(e[1][j], e[3][j]),
+                        ];
+                        for (a, va) in v.iter().enumerate() {
+                            let dst = vp.add(((4 * a + j) * g.cin + ci) * TILE + rr * tw);
+                            _mm512_mask_storeu_ps(dst, store_mask, *va);
+                        }
+                    }
+                }
+            }
+            // Products: per point, the group's operand (Cin x TILE, in L1) against every
+            // output-channel block's transformed weights.
+            for xi in 0..XI {
+                let vb = vp.add(xi * g.cin * TILE);
+                for cb in 0..cbs {
+                    let uw = u.as_ptr().add((xi * cbs + cb) * g.cin * MR);
+                    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+                    for ci in 0..g.cin {
+                        let vc = vb.add(ci * TILE);
+                        let b = [
+                            _mm512_loadu_ps(vc),
+                            _mm512_loadu_ps(vc.add(L)),
+                            _mm512_loadu_ps(vc.add(2 * L)),
+                        ];
+                        let wc = uw.add(ci * MR);
+                        for r in 0..MR {
+                            let a = _mm512_set1_ps(*wc.add(r));
+                            for j in 0..NV {
+                                acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
+                            }
+                        }
+                    }
+                    for r in 0..MR {
+                        let dst = sp.add(((cb * MR + r) * XI + xi) * TILE);
+                        for j in 0..NV {
+                            _mm512_storeu_ps(dst.add(j * L), acc[r][j]);
+                        }
+                    }
+                }
+            }
+            // Output transform, whole output rows per (channel, tile row).
+            let nvec = tb.div_ceil(L);
+            for co in 0..g.cout {
+                let sc = sp.add(co * XI * TILE);
+                for j in 0..nvec {
+                    let mm = |xi: usize| _mm512_loadu_ps(sc.add(xi * TILE + j * L));
+                    // t[a][q] = (A^T M)[a][q] for the four columns q.
+                    let mut t = [[_mm512_setzero_ps(); 4]; 2];
+                    for q in 0..4 {
+                        let (m_0, m_1, m_2, m_3) = (mm(q), mm(4 + q), mm(8 + q), mm(12 + q));
+                        t[0][q] = _mm512_add_ps(_mm512_add_ps(m_0, m_1), m_2);
+                        t[1][q] = _mm512_sub_ps(_mm512_sub_ps(m_1, m_2), m_3);
+                    }
+                    let first = j * L;
+                    let nl = (tb - first).min(L);
+                    for (a, ta) in t.iter().enumerate() {
+                        let y0 = _mm512_add_ps(_mm512_add_ps(ta[0], ta[1]), ta[2]);
+                        let y1 = _mm512_sub_ps(_mm512_sub_ps(ta[1], ta[2]), ta[3]);
+                        // Output row values of tiles 0..8 and 8..16 of the vector.
+                        let lo = _mm512_permutex2var_ps(y0, il_lo, y1);
+                        let hi = _mm512_permutex2var_ps(y0, il_hi, y1);
+                        // The lanes' tiles are whole tile rows (tw divides 16).
+                        let out = |q: usize| {
+                            let tr = r0 + first / tw + q;
+                            let (s, ty) = (tr / th, tr % th);
+                            yp.add(s * out_plane + co * plane + (2 * ty + a) * w)
+                        };
+                        match w {
+                            32 => {
+                                let dst = out(0);
+                                _mm512_storeu_ps(dst, lo);
+                                _mm512_storeu_ps(dst.add(L), hi);
+                            }
+                            16 => {
+                                _mm512_storeu_ps(out(0), lo);
+                                if nl > tw {
+                                    _mm512_storeu_ps(out(1), hi);
+                                }
+                            }
+                            _ => {
+                                _mm512_storeu_ps(row.as_mut_ptr(), lo);
+                                _mm512_storeu_ps(row.as_mut_ptr().add(L), hi);
+                                for q in 0..nl / tw {
+                                    std::ptr::copy_nonoverlapping(
+                                        row.as_ptr().add(q * w),
+                                        out(q),
+                                        w,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            r0 += nr;
+        }
+    }
+}
