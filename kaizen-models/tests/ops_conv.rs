@@ -231,10 +231,11 @@ fn direct_same_conv_kernels_match_direct_loop() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Winograd F(2x2, 3x3) kernel on every width it takes (4, 8, 16, 32): one and several tile rows
-/// per plane, odd channel counts that leave partial register tiles, a plane of one tile row, and 64
-/// input channels at 32x32, whose blocks of tile rows (12 rows) straddle samples (16 rows each). On a
-/// CPU without AVX-512 it must refuse with an error instead, as it must on geometries it does not take.
+/// The Winograd F(2x2, 3x3) forward on every width it takes (4, 8, 16, 32): one and several tile rows
+/// per plane, odd channel counts that leave partial register tiles, a plane of one tile row, a thread's
+/// tiles (24) ending inside a 16-lane vector, and 64 input channels at 32x32, whose groups of 3 tile
+/// rows straddle samples (16 rows each). On a CPU without AVX-512 it must refuse with an error
+/// instead, as it must on geometries it does not take.
 #[test]
 fn winograd_kernel_matches_direct_loop() -> anyhow::Result<()> {
     use ops::raw::{conv3x3_fwd, winograd_available, ConvGeom};

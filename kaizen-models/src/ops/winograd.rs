@@ -164,6 +164,104 @@ mod avx {
     use super::{ConvGeom, L, MR, NV, TILE, XI};
     use std::arch::x86_64::*;
 
+    /// The input transform `B^T d B` of one tile row of one channel, vectorised over its tiles (W/2
+    /// lanes): input row `iy` gives the patch columns `2tx-1+j` through one two-source permutation
+    /// each (lane 0 of j = 0 and lane W/2-1 of j = 3 are the zero padding).
+    pub(super) struct InputTransform {
+        h: usize,
+        w: usize,
+        lo_mask: __mmask16,
+        hi_mask: __mmask16,
+        idx: [__m512i; 4],
+        pmask: [__mmask16; 4],
+        store_mask: __mmask16,
+    }
+
+    impl InputTransform {
+        /// For planes of height `h` (even) and width `w` (4, 8, 16 or 32).
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn new(h: usize, w: usize) -> Self {
+            let tw = w / 2;
+            let lanes: u32 = (1u32 << tw) - 1;
+            let mut idx = [_mm512_setzero_si512(); 4];
+            let mut pmask = [0 as __mmask16; 4];
+            for j in 0..4 {
+                let mut ix = [0i32; L];
+                for (l, v) in ix.iter_mut().enumerate() {
+                    *v = (2 * l as i32 + j as i32 - 1).clamp(0, 31);
+                }
+                idx[j] = _mm512_loadu_si512(ix.as_ptr().cast());
+                let mut m = lanes;
+                if j == 0 {
+                    m &= !1;
+                }
+                if j == 3 {
+                    m &= !(1u32 << (tw - 1));
+                }
+                pmask[j] = m as __mmask16;
+            }
+            Self {
+                h,
+                w,
+                lo_mask: ((1u32 << w.min(16)) - 1) as __mmask16,
+                hi_mask: ((1u32 << w.saturating_sub(16)) - 1) as __mmask16,
+                idx,
+                pmask,
+                store_mask: lanes as __mmask16,
+            }
+        }
+
+        /// Transforms tile row `ty` of the channel plane at `base`: point `xi`'s W/2 values go to
+        /// `dst + xi * stride` (masked store; the other lanes are left alone).
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn tile_row(
+            &self,
+            base: *const f32,
+            ty: usize,
+            dst: *mut f32,
+            stride: usize,
+        ) {
+            let (h, w) = (self.h, self.w);
+            let plane = h * w;
+            let mut e = [[_mm512_setzero_ps(); 4]; 4];
+            for i in 0..4 {
+                let iy = (2 * ty + i) as isize - 1;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let p = base.add(iy as usize * w);
+                // The same row of the next channel, needed next (4 KiB away at 32x32: a new page
+                // for the hardware prefetcher).
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane + L).cast());
+                let lo = _mm512_maskz_loadu_ps(self.lo_mask, p);
+                let hi = _mm512_maskz_loadu_ps(self.hi_mask, p.wrapping_add(L));
+                let mut d = [_mm512_setzero_ps(); 4];
+                for j in 0..4 {
+                    d[j] = _mm512_maskz_permutex2var_ps(self.pmask[j], lo, self.idx[j], hi);
+                }
+                e[i] = [
+                    _mm512_sub_ps(d[0], d[2]),
+                    _mm512_add_ps(d[1], d[2]),
+                    _mm512_sub_ps(d[2], d[1]),
+                    _mm512_sub_ps(d[1], d[3]),
+                ];
+            }
+            for j in 0..4 {
+                let v = [
+                    _mm512_sub_ps(e[0][j], e[2][j]),
+                    _mm512_add_ps(e[1][j], e[2][j]),
+                    _mm512_sub_ps(e[2][j], e[1][j]),
+                    _mm512_sub_ps(e[1][j], e[3][j]),
+                ];
+                for (a, va) in v.iter().enumerate() {
+                    _mm512_mask_storeu_ps(dst.add((4 * a + j) * stride), self.store_mask, *va);
+                }
+            }
+        }
+    }
+
     /// All output channels of samples `s0..s0+ns` into `yp` (their slice of y).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
@@ -184,30 +282,7 @@ mod avx {
         let (vbuf, sbuf) = buf.split_at_mut(XI * g.cin * TILE);
         let (vp, sp) = (vbuf.as_mut_ptr(), sbuf.as_mut_ptr());
         let xp = x.as_ptr().add(s0 * in_plane);
-        // Input transform: lanes are the tiles of a tile row; input row `iy` gives the patch
-        // columns 2tx-1+j through one two-source permutation each (lane 0 of j = 0 and lane tw-1
-        // of j = 3 are the zero padding).
-        let lo_mask: __mmask16 = ((1u32 << w.min(16)) - 1) as __mmask16;
-        let hi_mask: __mmask16 = ((1u32 << w.saturating_sub(16)) - 1) as __mmask16;
-        let lanes: u32 = (1u32 << tw) - 1;
-        let mut idx = [_mm512_setzero_si512(); 4];
-        let mut pmask = [0 as __mmask16; 4];
-        for j in 0..4 {
-            let mut ix = [0i32; L];
-            for (l, v) in ix.iter_mut().enumerate() {
-                *v = (2 * l as i32 + j as i32 - 1).clamp(0, 31);
-            }
-            idx[j] = _mm512_loadu_si512(ix.as_ptr().cast());
-            let mut m = lanes;
-            if j == 0 {
-                m &= !1;
-            }
-            if j == 3 {
-                m &= !(1u32 << (tw - 1));
-            }
-            pmask[j] = m as __mmask16;
-        }
-        let store_mask = lanes as __mmask16;
+        let it = InputTransform::new(h, w);
         // Output transform: interleaves the two output columns of 16 tiles into 32 values.
         let mut il = [0i32; 2 * L];
         for (i, v) in il.iter_mut().enumerate() {
@@ -228,42 +303,7 @@ mod avx {
                 for rr in 0..nr {
                     let (s, ty) = ((r0 + rr) / th, (r0 + rr) % th);
                     let base = xp.add(s * in_plane + ci * plane);
-                    let mut e = [[_mm512_setzero_ps(); 4]; 4];
-                    for i in 0..4 {
-                        let iy = (2 * ty + i) as isize - 1;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
-                        let p = base.add(iy as usize * w);
-                        // The same row of the next channel, needed next (4 KiB away at 32x32:
-                        // a new page for the hardware prefetcher).
-                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane).cast());
-                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane + L).cast());
-                        let lo = _mm512_maskz_loadu_ps(lo_mask, p);
-                        let hi = _mm512_maskz_loadu_ps(hi_mask, p.wrapping_add(L));
-                        let mut d = [_mm512_setzero_ps(); 4];
-                        for j in 0..4 {
-                            d[j] = _mm512_maskz_permutex2var_ps(pmask[j], lo, idx[j], hi);
-                        }
-                        e[i] = [
-                            _mm512_sub_ps(d[0], d[2]),
-                            _mm512_add_ps(d[1], d[2]),
-                            _mm512_sub_ps(d[2], d[1]),
-                            _mm512_sub_ps(d[1], d[3]),
-                        ];
-                    }
-                    for j in 0..4 {
-                        let v = [
-                            _mm512_sub_ps(e[0][j], e[2][j]),
-                            _mm512_add_ps(e[1][j], e[2][j]),
-                            _mm512_sub_ps(e[2][j], e[1][j]),
-                            _mm512_sub_ps(e[1][j], e[3][j]),
-                        ];
-                        for (a, va) in v.iter().enumerate() {
-                            let dst = vp.add(((4 * a + j) * g.cin + ci) * TILE + rr * tw);
-                            _mm512_mask_storeu_ps(dst, store_mask, *va);
-                        }
-                    }
+                    it.tile_row(base, ty, vp.add(ci * TILE + rr * tw), g.cin * TILE);
                 }
             }
             // Products: per point, the group's operand (Cin x TILE, in L1) against every
