@@ -211,53 +211,74 @@ mod avx {
             }
         }
 
-        /// Transforms tile row `ty` of the channel plane at `base`: point `xi`'s W/2 values go to
-        /// `dst + xi * stride` (masked store; the other lanes are left alone).
+        /// `d B` of input row `iy` (isize: -1 is the padding row above the plane) of the channel
+        /// plane at `base`, one vector per patch column: zero outside the plane.
         #[inline]
         #[target_feature(enable = "avx512f")]
-        pub(super) unsafe fn tile_row(
+        unsafe fn row(&self, base: *const f32, iy: isize) -> [__m512; 4] {
+            let (h, w) = (self.h, self.w);
+            if iy < 0 || iy >= h as isize {
+                return [_mm512_setzero_ps(); 4];
+            }
+            let p = base.add(iy as usize * w);
+            // The same row of the next channel, needed next (4 KiB away at 32x32: a new page for
+            // the hardware prefetcher).
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(h * w).cast());
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(h * w + L).cast());
+            let lo = _mm512_maskz_loadu_ps(self.lo_mask, p);
+            let hi = _mm512_maskz_loadu_ps(self.hi_mask, p.wrapping_add(L));
+            let mut d = [_mm512_setzero_ps(); 4];
+            for j in 0..4 {
+                d[j] = _mm512_maskz_permutex2var_ps(self.pmask[j], lo, self.idx[j], hi);
+            }
+            [
+                _mm512_sub_ps(d[0], d[2]),
+                _mm512_add_ps(d[1], d[2]),
+                _mm512_sub_ps(d[2], d[1]),
+                _mm512_sub_ps(d[1], d[3]),
+            ]
+        }
+
+        /// Transforms the tile rows `ty0..ty0+n` of the channel plane at `base`: point `xi` of
+        /// tile row `ty0 + k` goes to `dst + k * W/2 + xi * stride` (masked stores; the other
+        /// lanes are left alone). Consecutive tile rows share two input rows, whose `d B` is
+        /// computed once.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn tile_rows(
             &self,
             base: *const f32,
-            ty: usize,
+            ty0: usize,
+            n: usize,
             dst: *mut f32,
             stride: usize,
         ) {
-            let (h, w) = (self.h, self.w);
-            let plane = h * w;
-            let mut e = [[_mm512_setzero_ps(); 4]; 4];
-            for i in 0..4 {
-                let iy = (2 * ty + i) as isize - 1;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let p = base.add(iy as usize * w);
-                // The same row of the next channel, needed next (4 KiB away at 32x32: a new page
-                // for the hardware prefetcher).
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane).cast());
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(plane + L).cast());
-                let lo = _mm512_maskz_loadu_ps(self.lo_mask, p);
-                let hi = _mm512_maskz_loadu_ps(self.hi_mask, p.wrapping_add(L));
-                let mut d = [_mm512_setzero_ps(); 4];
+            let tw = self.w / 2;
+            let top = 2 * ty0 as isize - 1;
+            let mut e = [
+                self.row(base, top),
+                self.row(base, top + 1),
+                [_mm512_setzero_ps(); 4],
+                [_mm512_setzero_ps(); 4],
+            ];
+            for k in 0..n {
+                let iy = top + 2 * k as isize;
+                e[2] = self.row(base, iy + 2);
+                e[3] = self.row(base, iy + 3);
+                let dk = dst.add(k * tw);
                 for j in 0..4 {
-                    d[j] = _mm512_maskz_permutex2var_ps(self.pmask[j], lo, self.idx[j], hi);
+                    let v = [
+                        _mm512_sub_ps(e[0][j], e[2][j]),
+                        _mm512_add_ps(e[1][j], e[2][j]),
+                        _mm512_sub_ps(e[2][j], e[1][j]),
+                        _mm512_sub_ps(e[1][j], e[3][j]),
+                    ];
+                    for (a, va) in v.iter().enumerate() {
+                        _mm512_mask_storeu_ps(dk.add((4 * a + j) * stride), self.store_mask, *va);
+                    }
                 }
-                e[i] = [
-                    _mm512_sub_ps(d[0], d[2]),
-                    _mm512_add_ps(d[1], d[2]),
-                    _mm512_sub_ps(d[2], d[1]),
-                    _mm512_sub_ps(d[1], d[3]),
-                ];
-            }
-            for j in 0..4 {
-                let v = [
-                    _mm512_sub_ps(e[0][j], e[2][j]),
-                    _mm512_add_ps(e[1][j], e[2][j]),
-                    _mm512_sub_ps(e[2][j], e[1][j]),
-                    _mm512_sub_ps(e[1][j], e[3][j]),
-                ];
-                for (a, va) in v.iter().enumerate() {
-                    _mm512_mask_storeu_ps(dst.add((4 * a + j) * stride), self.store_mask, *va);
-                }
+                e[0] = e[2];
+                e[1] = e[3];
             }
         }
     }
@@ -300,10 +321,14 @@ mod avx {
             let nr = group_rows.min(rows_total - r0);
             let tb = nr * tw;
             for ci in 0..g.cin {
-                for rr in 0..nr {
+                // Runs of tile rows within one sample.
+                let mut rr = 0;
+                while rr < nr {
                     let (s, ty) = ((r0 + rr) / th, (r0 + rr) % th);
+                    let n = (th - ty).min(nr - rr);
                     let base = xp.add(s * in_plane + ci * plane);
-                    it.tile_row(base, ty, vp.add(ci * TILE + rr * tw), g.cin * TILE);
+                    it.tile_rows(base, ty, n, vp.add(ci * TILE + rr * tw), g.cin * TILE);
+                    rr += n;
                 }
             }
             // Products: per point, the group's operand (Cin x TILE, in L1) against every
