@@ -234,8 +234,10 @@ fn direct_same_conv_kernels_match_direct_loop() -> anyhow::Result<()> {
 /// The Winograd F(2x2, 3x3) forward on every width it takes (4, 8, 16, 32): one and several tile rows
 /// per plane, odd channel counts that leave partial register tiles, a plane of one tile row, a thread's
 /// tiles (24) ending inside a 16-lane vector, and 64 input channels at 32x32, whose groups of 3 tile
-/// rows straddle samples (16 rows each). On a CPU without AVX-512 it must refuse with an error
-/// instead, as it must on geometries it does not take.
+/// rows straddle samples (16 rows each); on square 8x8 and 4x4 planes (16-tile vectors of one plane or
+/// of four samples), 3-sample groups with a shorter last one and samples per thread (3, 2) that leave
+/// a vector partly empty. On a CPU without AVX-512 it must refuse with an error instead, as it must on
+/// geometries it does not take.
 #[test]
 fn winograd_kernel_matches_direct_loop() -> anyhow::Result<()> {
     use ops::raw::{conv3x3_fwd, winograd_available, ConvGeom};
@@ -247,6 +249,8 @@ fn winograd_kernel_matches_direct_loop() -> anyhow::Result<()> {
         (2, 4, 6, 16, 3, 3, 1, 1),
         (3, 2, 2, 8, 5, 3, 1, 1),
         (3, 64, 32, 32, 9, 3, 1, 1),
+        (7, 3, 8, 8, 5, 3, 1, 1),
+        (5, 16, 4, 4, 7, 3, 1, 1),
     ];
     for (i, case) in cases.iter().enumerate() {
         let seed = 900 + 10 * i as u64;

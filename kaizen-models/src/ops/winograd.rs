@@ -49,12 +49,12 @@ pub fn available(g: &ConvGeom) -> bool {
 }
 
 /// Whether the convolution layer should take this kernel rather than the direct one or the gemm.
-/// Measured (`examples/direct_probe.rs`, 2 threads, batch 64, against the direct kernel): 0.5-0.66x
-/// its time on 32x32 and 16x16 planes from 16 channels on, 0.6-0.8x on 8x8 planes; slower on 4x4
-/// planes (1.0-1.26x: few tiles per transformed weight) and for the stem (3 input channels: the
-/// transforms outweigh the products).
+/// Measured (`examples/direct_probe.rs`, 2 threads, batch 64, against the direct kernel, best of
+/// alternating series on a noisy machine): 0.5-0.8x its time from 32 channels on at 32x32 to 8x8,
+/// 0.9-1.05x with 16 channels at 32x32, 0.95-1.1x on 4x4 planes, where it is still 0.7x the im2col +
+/// gemm those take; the stem (3 input channels) stays direct, the transforms outweighing the products.
 pub(crate) fn preferred(g: &ConvGeom) -> bool {
-    available(g) && g.cin >= 16 && g.h * g.w >= 64
+    available(g) && g.cin >= 16
 }
 
 fn enabled() -> bool {
@@ -283,6 +283,113 @@ mod avx {
         }
     }
 
+    /// Square 8x8 and 4x4 planes: one 16-tile vector is a whole 8x8 plane (4 tile rows) or four
+    /// samples' 4x4 planes, and both transforms run on all 16 lanes. The vector's inputs are 64
+    /// consecutive values of four 16-float registers (the 8x8 plane, or the four samples' planes);
+    /// each patch value is two table permutations and a blend, and the outputs go back the same way.
+    pub(super) struct SmallPlane {
+        /// Per patch value (i, j): the register pair's index, the lanes from the second pair, the
+        /// lanes inside the plane.
+        idx: [__m512i; XI],
+        hi: [__mmask16; XI],
+        valid: [__mmask16; XI],
+        /// Per output register: the index into (Y[a][0], Y[a][1]) and the lanes with a = 1.
+        out_idx: [__m512i; 4],
+        out_a: [__mmask16; 4],
+    }
+
+    impl SmallPlane {
+        /// For an `n` x `n` plane, n = 4 or 8.
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn new(n: usize) -> Self {
+            let tw = n / 2;
+            // Lane l's tile: (plane within the 64 values, tile row, tile column).
+            let tile = |l: usize| {
+                let per = tw * tw;
+                (l / per, (l % per) / tw, l % tw)
+            };
+            let pstride = n * n;
+            let mut idx = [[0i32; L]; XI];
+            let (mut hi, mut valid) = ([0 as __mmask16; XI], [0 as __mmask16; XI]);
+            let mut out = [[0i32; L]; 4];
+            let mut out_a = [0 as __mmask16; 4];
+            for l in 0..L {
+                let (p, ty, tx) = tile(l);
+                for i in 0..4 {
+                    for j in 0..4 {
+                        let (row, col) = ((2 * ty + i) as isize - 1, (2 * tx + j) as isize - 1);
+                        if row < 0 || col < 0 || row >= n as isize || col >= n as isize {
+                            continue;
+                        }
+                        let e = p * pstride + row as usize * n + col as usize;
+                        idx[4 * i + j][l] = (e % 32) as i32;
+                        hi[4 * i + j] |= ((e / 32) as u16) << l;
+                        valid[4 * i + j] |= 1 << l;
+                    }
+                }
+                for a in 0..2 {
+                    for b in 0..2 {
+                        let e = p * pstride + (2 * ty + a) * n + 2 * tx + b;
+                        out[e / L][e % L] = (b * L + l) as i32;
+                        out_a[e / L] |= (a as u16) << (e % L);
+                    }
+                }
+            }
+            let load = |v: &[i32; L]| _mm512_loadu_si512(v.as_ptr().cast());
+            Self {
+                idx: std::array::from_fn(|k| load(&idx[k])),
+                hi,
+                valid,
+                out_idx: std::array::from_fn(|k| load(&out[k])),
+                out_a,
+            }
+        }
+
+        /// `B^T d B` of the 16 tiles held by the four registers `r`, point `xi` to
+        /// `dst + xi * stride`.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn input(&self, r: &[__m512; 4], dst: *mut f32, stride: usize) {
+            let d = |k: usize| {
+                let a = _mm512_permutex2var_ps(r[0], self.idx[k], r[1]);
+                let b = _mm512_permutex2var_ps(r[2], self.idx[k], r[3]);
+                _mm512_maskz_mov_ps(self.valid[k], _mm512_mask_blend_ps(self.hi[k], a, b))
+            };
+            let mut e = [[_mm512_setzero_ps(); 4]; 4];
+            for (i, ei) in e.iter_mut().enumerate() {
+                let (d0, d1, d2, d3) = (d(4 * i), d(4 * i + 1), d(4 * i + 2), d(4 * i + 3));
+                *ei = [
+                    _mm512_sub_ps(d0, d2),
+                    _mm512_add_ps(d1, d2),
+                    _mm512_sub_ps(d2, d1),
+                    _mm512_sub_ps(d1, d3),
+                ];
+            }
+            for j in 0..4 {
+                let v = [
+                    _mm512_sub_ps(e[0][j], e[2][j]),
+                    _mm512_add_ps(e[1][j], e[2][j]),
+                    _mm512_sub_ps(e[2][j], e[1][j]),
+                    _mm512_sub_ps(e[1][j], e[3][j]),
+                ];
+                for (a, va) in v.iter().enumerate() {
+                    _mm512_storeu_ps(dst.add((4 * a + j) * stride), *va);
+                }
+            }
+        }
+
+        /// The four output registers of 16 tiles' outputs `y[a][b]`.
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        pub(super) unsafe fn output(&self, y: &[[__m512; 2]; 2]) -> [__m512; 4] {
+            std::array::from_fn(|k| {
+                let a0 = _mm512_permutex2var_ps(y[0][0], self.out_idx[k], y[0][1]);
+                let a1 = _mm512_permutex2var_ps(y[1][0], self.out_idx[k], y[1][1]);
+                _mm512_mask_blend_ps(self.out_a[k], a0, a1)
+            })
+        }
+    }
+
     /// All output channels of samples `s0..s0+ns` into `yp` (their slice of y).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
@@ -312,6 +419,19 @@ mod avx {
         let il_lo = _mm512_loadu_si512(il.as_ptr().cast());
         let il_hi = _mm512_loadu_si512(il.as_ptr().add(L).cast());
         let mut row = [0f32; 2 * L];
+        let small = if h == w && w <= 8 {
+            Some(SmallPlane::new(w))
+        } else {
+            None
+        };
+        // Sample and offset in its channel plane of piece `k` of the 16-tile vector from tile t0.
+        let piece = |t0: usize, k: usize| {
+            if w == 8 {
+                (t0 / 16, 16 * k)
+            } else {
+                (t0 / 4 + k, 0)
+            }
+        };
 
         // Groups of TILE tiles: whole tile rows, since tw divides 16.
         let group_rows = TILE / tw;
@@ -320,15 +440,37 @@ mod avx {
         while r0 < rows_total {
             let nr = group_rows.min(rows_total - r0);
             let tb = nr * tw;
-            for ci in 0..g.cin {
-                // Runs of tile rows within one sample.
-                let mut rr = 0;
-                while rr < nr {
-                    let (s, ty) = ((r0 + rr) / th, (r0 + rr) % th);
-                    let n = (th - ty).min(nr - rr);
-                    let base = xp.add(s * in_plane + ci * plane);
-                    it.tile_rows(base, ty, n, vp.add(ci * TILE + rr * tw), g.cin * TILE);
-                    rr += n;
+            match &small {
+                // Registers of the four 16-float pieces behind tiles t0..t0+16 of channel `ci`:
+                // an 8x8 plane's four quarters, or four samples' 4x4 planes (zero past the chunk).
+                Some(sm) => {
+                    for ci in 0..g.cin {
+                        for v in 0..tb.div_ceil(L) {
+                            let t0 = r0 * tw + v * L;
+                            let r: [__m512; 4] = std::array::from_fn(|k| {
+                                let (s, off) = piece(t0, k);
+                                if s < ns {
+                                    _mm512_loadu_ps(xp.add(s * in_plane + ci * plane + off))
+                                } else {
+                                    _mm512_setzero_ps()
+                                }
+                            });
+                            sm.input(&r, vp.add(ci * TILE + v * L), g.cin * TILE);
+                        }
+                    }
+                }
+                None => {
+                    for ci in 0..g.cin {
+                        // Runs of tile rows within one sample.
+                        let mut rr = 0;
+                        while rr < nr {
+                            let (s, ty) = ((r0 + rr) / th, (r0 + rr) % th);
+                            let n = (th - ty).min(nr - rr);
+                            let base = xp.add(s * in_plane + ci * plane);
+                            it.tile_rows(base, ty, n, vp.add(ci * TILE + rr * tw), g.cin * TILE);
+                            rr += n;
+                        }
+                    }
                 }
             }
             // Products: per point, the group's operand (Cin x TILE, in L1) against every
@@ -376,6 +518,23 @@ mod avx {
                     }
                     let first = j * L;
                     let nl = (tb - first).min(L);
+                    if let Some(sm) = &small {
+                        let y: [[__m512; 2]; 2] = std::array::from_fn(|a| {
+                            let ta = &t[a];
+                            [
+                                _mm512_add_ps(_mm512_add_ps(ta[0], ta[1]), ta[2]),
+                                _mm512_sub_ps(_mm512_sub_ps(ta[1], ta[2]), ta[3]),
+                            ]
+                        });
+                        let t0 = r0 * tw + first;
+                        for (k, o) in sm.output(&y).iter().enumerate() {
+                            let (s, off) = piece(t0, k);
+                            if s < ns {
+                                _mm512_storeu_ps(yp.add(s * out_plane + co * plane + off), *o);
+                            }
+                        }
+                        continue;
+                    }
                     for (a, ta) in t.iter().enumerate() {
                         let y0 = _mm512_add_ps(_mm512_add_ps(ta[0], ta[1]), ta[2]);
                         let y1 = _mm512_sub_ps(_mm512_sub_ps(ta[1], ta[2]), ta[3]);
