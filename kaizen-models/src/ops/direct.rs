@@ -43,6 +43,9 @@ pub fn available(g: &ConvGeom) -> bool {
 /// im2col + gemm on 32x32 to 8x8 planes with up to 128 input channels and 2-7% faster on 32x32 and
 /// 16x16 planes at width 64; on 4x4 planes and 8x8 planes with 256 channels the gemm is 3-10%
 /// faster (the tile's weights no longer stay in L1 over its long reduction).
+/// (`winograd::preferred` is asked first: from 16 input channels on, 3x3 padding-1 layers on planes
+/// 4, 8, 16 or 32 wide take Winograd, so this kernel keeps the stem and other plane widths, e.g.
+/// Fashion-MNIST's 28 and 14.)
 pub(crate) fn preferred(g: &ConvGeom) -> bool {
     let plane = g.h * g.w;
     available(g) && (plane >= 256 || (plane >= 64 && g.cin <= 128))

@@ -7,16 +7,20 @@
 //! `xi` of the transformed domain are 16 independent matrix products
 //! `M[xi] (Cout x tiles) = U[xi] (Cout x Cin) * V[xi] (Cin x tiles)`.
 //!
-//! The kernel runs per thread over its samples, in blocks of whole tile rows whose transformed
-//! input `V` fits in L2 ([`V_BYTES`]): the input transform vectorises over the tiles of a tile row
-//! (two masked loads and four lane permutations per input row), the products run on a register tile
-//! of [`MR`] output channels x [`NV`] 16-tile vectors (as the direct kernel), and each tile's 16
-//! products go through a 24 KiB scratch in L1 to the output transform, which writes whole output
-//! rows. Every output is a fixed sequence of operations on its own lane (input transform, the sum
-//! over input channels in order, output transform): the result does not depend on the thread count
-//! or on how tiles are blocked. It differs from the direct convolution in the last bits (relative
-//! differences of ~1e-6; the transforms add a few roundings). `KAIZEN_WINOGRAD=0` turns it off for the
-//! process (A/B).
+//! The kernel runs per thread over its samples, in groups of [`TILE`] = 48 tiles (whole tile rows).
+//! A group's transformed input `V` (Cin x 48 per point) stays in L1/L2 while every output-channel
+//! block's transformed weights pass over it: the products run on a register tile of [`MR`] output
+//! channels x [`NV`] 16-tile vectors (as the direct kernel), and their results (all output channels,
+//! 16 points) go through a per-thread scratch to the output transform, which writes whole output
+//! rows. The input transform vectorises over the tiles of a tile row (two masked loads and four lane
+//! permutations per input row, each input row transformed once for the two tile rows that share it);
+//! square 8x8 and 4x4 planes, whose tile rows would fill a quarter or an eighth of a vector, take
+//! 16 tiles at a time instead (one 8x8 plane or four samples' 4x4 planes, gathered and scattered by
+//! table permutations, `avx::SmallPlane`). Every output is a fixed sequence of operations on its own
+//! lane (input transform, the sum over input channels in order, output transform): the result does
+//! not depend on the thread count or on how tiles are grouped. It differs from the direct convolution
+//! in the last bits (relative differences of ~1e-6; the transforms add a few roundings).
+//! `KAIZEN_WINOGRAD=0` turns it off for the process (A/B).
 
 use super::conv::ConvGeom;
 use super::host::{assume_init_vec, num_threads, par_chunks, par_map, uninit_vec, with_scratch};
@@ -32,6 +36,7 @@ const L: usize = 16;
 const TILE: usize = NV * L;
 /// Points of the transformed 4x4 patch.
 const XI: usize = 16;
+
 /// Whether [`conv3x3_fwd`] can run this convolution on this CPU: 3x3, stride 1, padding 1, an even
 /// height and a width of 4, 8, 16 or 32 (a tile row's input rows fit two vectors).
 pub fn available(g: &ConvGeom) -> bool {
