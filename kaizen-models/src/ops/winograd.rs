@@ -169,6 +169,31 @@ mod avx {
     use super::{ConvGeom, L, MR, NV, TILE, XI};
     use std::arch::x86_64::*;
 
+    /// `B^T d` for one axis: `[d0 - d2, d1 + d2, d2 - d1, d1 - d3]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn bt(d: [__m512; 4]) -> [__m512; 4] {
+        [
+            _mm512_sub_ps(d[0], d[2]),
+            _mm512_add_ps(d[1], d[2]),
+            _mm512_sub_ps(d[2], d[1]),
+            _mm512_sub_ps(d[1], d[3]),
+        ]
+    }
+
+    /// The second axis of `B^T d B` from the first's rows `e[i] = (d B)[i]`, point `4a + j` to
+    /// `dst + (4a + j) * stride` (lanes in `mask`).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_v(e: &[[__m512; 4]; 4], dst: *mut f32, stride: usize, mask: __mmask16) {
+        for j in 0..4 {
+            let v = bt([e[0][j], e[1][j], e[2][j], e[3][j]]);
+            for (a, va) in v.iter().enumerate() {
+                _mm512_mask_storeu_ps(dst.add((4 * a + j) * stride), mask, *va);
+            }
+        }
+    }
+
     /// The input transform `B^T d B` of one tile row of one channel, vectorised over its tiles (W/2
     /// lanes): input row `iy` gives the patch columns `2tx-1+j` through one two-source permutation
     /// each (lane 0 of j = 0 and lane W/2-1 of j = 3 are the zero padding).
@@ -232,16 +257,9 @@ mod avx {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(h * w + L).cast());
             let lo = _mm512_maskz_loadu_ps(self.lo_mask, p);
             let hi = _mm512_maskz_loadu_ps(self.hi_mask, p.wrapping_add(L));
-            let mut d = [_mm512_setzero_ps(); 4];
-            for j in 0..4 {
-                d[j] = _mm512_maskz_permutex2var_ps(self.pmask[j], lo, self.idx[j], hi);
-            }
-            [
-                _mm512_sub_ps(d[0], d[2]),
-                _mm512_add_ps(d[1], d[2]),
-                _mm512_sub_ps(d[2], d[1]),
-                _mm512_sub_ps(d[1], d[3]),
-            ]
+            bt(std::array::from_fn(|j| {
+                _mm512_maskz_permutex2var_ps(self.pmask[j], lo, self.idx[j], hi)
+            }))
         }
 
         /// Transforms the tile rows `ty0..ty0+n` of the channel plane at `base`: point `xi` of
@@ -270,18 +288,7 @@ mod avx {
                 let iy = top + 2 * k as isize;
                 e[2] = self.row(base, iy + 2);
                 e[3] = self.row(base, iy + 3);
-                let dk = dst.add(k * tw);
-                for j in 0..4 {
-                    let v = [
-                        _mm512_sub_ps(e[0][j], e[2][j]),
-                        _mm512_add_ps(e[1][j], e[2][j]),
-                        _mm512_sub_ps(e[2][j], e[1][j]),
-                        _mm512_sub_ps(e[1][j], e[3][j]),
-                    ];
-                    for (a, va) in v.iter().enumerate() {
-                        _mm512_mask_storeu_ps(dk.add((4 * a + j) * stride), self.store_mask, *va);
-                    }
-                }
+                store_v(&e, dst.add(k * tw), stride, self.store_mask);
                 e[0] = e[2];
                 e[1] = e[3];
             }
@@ -360,27 +367,9 @@ mod avx {
                 let b = _mm512_permutex2var_ps(r[2], self.idx[k], r[3]);
                 _mm512_maskz_mov_ps(self.valid[k], _mm512_mask_blend_ps(self.hi[k], a, b))
             };
-            let mut e = [[_mm512_setzero_ps(); 4]; 4];
-            for (i, ei) in e.iter_mut().enumerate() {
-                let (d0, d1, d2, d3) = (d(4 * i), d(4 * i + 1), d(4 * i + 2), d(4 * i + 3));
-                *ei = [
-                    _mm512_sub_ps(d0, d2),
-                    _mm512_add_ps(d1, d2),
-                    _mm512_sub_ps(d2, d1),
-                    _mm512_sub_ps(d1, d3),
-                ];
-            }
-            for j in 0..4 {
-                let v = [
-                    _mm512_sub_ps(e[0][j], e[2][j]),
-                    _mm512_add_ps(e[1][j], e[2][j]),
-                    _mm512_sub_ps(e[2][j], e[1][j]),
-                    _mm512_sub_ps(e[1][j], e[3][j]),
-                ];
-                for (a, va) in v.iter().enumerate() {
-                    _mm512_storeu_ps(dst.add((4 * a + j) * stride), *va);
-                }
-            }
+            let e: [[__m512; 4]; 4] =
+                std::array::from_fn(|i| bt([d(4 * i), d(4 * i + 1), d(4 * i + 2), d(4 * i + 3)]));
+            store_v(&e, dst, stride, 0xFFFF);
         }
 
         /// The four output registers of 16 tiles' outputs `y[a][b]`.
