@@ -3,6 +3,8 @@
 # ROUNDS times per configuration (2 threads each), then the median of each side and their ratio.
 # Usage: scripts/bench_vs_torch.sh [ROUNDS] ["mode width batch" ...]
 #   PYTHON=~/.venv-torch/bin/python KAIZEN=target/release/kaizen STEPS=7 scripts/bench_vs_torch.sh 3
+# ALSO_ENV="KAIZEN_WINOGRAD=0" adds, in every round, a run of the same binary under that environment
+# (between ours and PyTorch's) and prints its median as a last column: an A/B inside the same series.
 set -euo pipefail
 ROUNDS=${1:-3}
 shift || true
@@ -14,6 +16,7 @@ PYTHON=${PYTHON:-$HOME/.venv-torch/bin/python}
 KAIZEN=${KAIZEN:-target/release/kaizen}
 TORCH_REF=${TORCH_REF:-../shared/tools/torch_reference.py}
 STEPS=${STEPS:-7}
+ALSO_ENV=${ALSO_ENV:-}
 [ -x "$KAIZEN" ] || { echo "build first: cargo build --release -p kaizen-cli ($KAIZEN missing)" >&2; exit 2; }
 [ -x "$PYTHON" ] || { echo "no PyTorch venv at $PYTHON (see the header of $TORCH_REF)" >&2; exit 2; }
 ms() { python3 -c 'import json,sys; print(json.load(sys.stdin)["step_ms_median"])'; }
@@ -28,19 +31,26 @@ finally:
     os.write(3, ("%.1f\n" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)).encode())' "$TORCH_REF" "$@"
 }
 med() { python3 -c 'import statistics,sys; print(statistics.median(float(v) for v in sys.argv[1:]))' "$@"; }
-printf '%-24s %10s %10s %7s %9s %9s   %s\n' config kaizen_ms torch_ms ratio kaizen_MB torch_MB "per-round ratios (min-max)"
+printf '%-24s %10s %10s %7s %9s %9s   %s\n' config kaizen_ms torch_ms ratio kaizen_MB torch_MB \
+  "per-round ratios (min-max)${ALSO_ENV:+ | median ms with $ALSO_ENV}"
 for cfg in "${CONFIGS[@]}"; do
   read -r mode width batch <<<"$cfg"
-  ks=(); ts=(); rs=(); kr=(); tr=()
+  ks=(); ts=(); rs=(); kr=(); tr=(); alt=()
   for _ in $(seq "$ROUNDS"); do
     out=$("$KAIZEN" bench --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --json)
     k=$(echo "$out" | ms); echo "$out" > /tmp/kaizen-bench.json; kr+=("$(rss /tmp/kaizen-bench.json)")
+    if [ -n "$ALSO_ENV" ]; then
+      # shellcheck disable=SC2086 # ALSO_ENV is a list of VAR=value words
+      alt+=("$(env $ALSO_ENV "$KAIZEN" bench --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --json | ms)")
+    fi
     t=$( { torch_run --mode "$mode" --width "$width" --batch "$batch" --steps "$STEPS" --warmup 2 --threads 2 --json 3>/tmp/torch-rss.txt; } | ms)
     tr+=("$(cat /tmp/torch-rss.txt)")
     ks+=("$k"); ts+=("$t"); rs+=("$(python3 -c "print(f'{$k/$t:.2f}')")")
   done
   km=$(med "${ks[@]}"); tm=$(med "${ts[@]}")
   spread=$(python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{min(v):.2f}-{max(v):.2f}")' "${rs[@]}")
-  printf '%-24s %10.1f %10.1f %7.2f %9.0f %9.0f   %s (%s)\n' "$mode w$width b$batch" "$km" "$tm" \
-    "$(python3 -c "print($km/$tm)")" "$(med "${kr[@]}")" "$(med "${tr[@]}")" "${rs[*]}" "$spread"
+  also=""
+  if [ -n "$ALSO_ENV" ]; then also=" | $(med "${alt[@]}")"; fi
+  printf '%-24s %10.1f %10.1f %7.2f %9.0f %9.0f   %s (%s)%s\n' "$mode w$width b$batch" "$km" "$tm" \
+    "$(python3 -c "print($km/$tm)")" "$(med "${kr[@]}")" "$(med "${tr[@]}")" "${rs[*]}" "$spread" "$also"
 done
