@@ -23,7 +23,7 @@
 //! `KAIZEN_WINOGRAD=0` turns it off for the process (A/B).
 
 use super::conv::ConvGeom;
-use super::host::{assume_init_vec, num_threads, par_chunks, par_map, uninit_vec, with_scratch};
+use super::host::{assume_init_vec, num_threads, par_chunks, uninit_vec, with_scratch};
 use candle_core::Result;
 
 /// Output channels per register tile.
@@ -70,34 +70,27 @@ fn enabled() -> bool {
     })
 }
 
+/// `G f` for one axis of a 3-tap kernel: `[a, (a + b + c) / 2, (a - b + c) / 2, c]`.
+fn g3(a: f32, b: f32, c: f32) -> [f32; 4] {
+    [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c]
+}
+
 /// `G g G^T` of one 3x3 kernel `f` (row-major), row-major 4x4.
 fn weight_tile(f: &[f32]) -> [f32; XI] {
-    let mut t = [[0f32; 3]; 4];
-    for q in 0..3 {
-        let (a, b, c) = (f[q], f[3 + q], f[6 + q]);
-        t[0][q] = a;
-        t[1][q] = 0.5 * (a + b + c);
-        t[2][q] = 0.5 * (a - b + c);
-        t[3][q] = c;
-    }
+    let cols: [[f32; 4]; 3] = std::array::from_fn(|q| g3(f[q], f[3 + q], f[6 + q]));
     let mut u = [0f32; XI];
-    for (i, &[a, b, c]) in t.iter().enumerate() {
-        u[4 * i] = a;
-        u[4 * i + 1] = 0.5 * (a + b + c);
-        u[4 * i + 2] = 0.5 * (a - b + c);
-        u[4 * i + 3] = c;
+    for i in 0..4 {
+        u[4 * i..4 * i + 4].copy_from_slice(&g3(cols[0][i], cols[1][i], cols[2][i]));
     }
     u
 }
 
-/// Transformed weights packed as `[xi][co_block][ci][MR]` (output channels past `cout` are zero),
+/// Transformed weights packed as `[co_block][xi][ci][MR]` (output channels past `cout` are zero),
 /// output-channel blocks in parallel.
 fn transform_weights(g: &ConvGeom, w: &[f32]) -> Result<Vec<f32>> {
-    let blocks = g.cout.div_ceil(MR);
-    let block = g.cin * MR;
-    let mut u = vec![0f32; XI * blocks * block];
-    let tiles = par_map(blocks, |cb| {
-        let mut t = vec![0f32; XI * block];
+    let block = XI * g.cin * MR;
+    let mut u = vec![0f32; g.cout.div_ceil(MR) * block];
+    par_chunks(&mut u, block, |cb, t| {
         for r in 0..MR.min(g.cout - cb * MR) {
             let co = cb * MR + r;
             for ci in 0..g.cin {
@@ -107,13 +100,8 @@ fn transform_weights(g: &ConvGeom, w: &[f32]) -> Result<Vec<f32>> {
                 }
             }
         }
-        Ok(t)
+        Ok(())
     })?;
-    for (cb, t) in tiles.iter().enumerate() {
-        for xi in 0..XI {
-            u[(xi * blocks + cb) * block..][..block].copy_from_slice(&t[xi * block..][..block]);
-        }
-    }
     Ok(u)
 }
 
@@ -472,7 +460,7 @@ mod avx {
             for xi in 0..XI {
                 let vb = vp.add(xi * g.cin * TILE);
                 for cb in 0..cbs {
-                    let uw = u.as_ptr().add((xi * cbs + cb) * g.cin * MR);
+                    let uw = u.as_ptr().add((cb * XI + xi) * g.cin * MR);
                     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
                     for ci in 0..g.cin {
                         let vc = vb.add(ci * TILE);
