@@ -34,6 +34,7 @@ const CASES: &[Case] = &[
     (3, 3, 32, 32, 13, 3, 1, 1),  // 32x32 same conv: the direct kernels take all three passes
     (3, 17, 4, 4, 37, 3, 1, 1), // 4x4: Cout over one dW-transpose block (32), Cin over one flip block (16)
     (2, 16, 8, 8, 24, 3, 1, 1), // Winograd forward and (through the flipped kernel) input gradient
+    (2, 4, 16, 15, 3, 3, 2, 1), // fixed width 8, stride 2, odd input width (padded col2im)
 ];
 
 /// Runs `conv` on fresh Vars, backprops sum(y * r), returns (y, dx, dw).

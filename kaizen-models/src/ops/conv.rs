@@ -241,6 +241,63 @@ fn im2col_any(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize) {
 /// `dx (Cin x H x W) = col2im(dcol)` for one sample (rows of `dcol` at stride `ld`, as in
 /// [`im2col`]): overwrites `dx` with the scatter-add of `dcol`.
 fn col2im(g: &ConvGeom, dcol: &[f32], ld: usize, dx: &mut [f32]) {
+    match (g.stride, g.wo) {
+        (2, 4) => col2im_padded::<2, 4>(g, dcol, ld, dx),
+        (2, 8) => col2im_padded::<2, 8>(g, dcol, ld, dx),
+        (2, 16) => col2im_padded::<2, 16>(g, dcol, ld, dx),
+        (2, 7) => col2im_padded::<2, 7>(g, dcol, ld, dx),
+        (2, 14) => col2im_padded::<2, 14>(g, dcol, ld, dx),
+        _ => col2im_any(g, dcol, ld, dx),
+    }
+}
+
+/// [`col2im`] for a compile-time stride `S` and output width `W` (the strided ResNet layers of
+/// 32x32 and 28x28 inputs), the mirror of [`im2col_padded`]: each channel is accumulated in a
+/// zero-bordered plane, every column row adding `Ho` fixed-size strided rows of `W` values with no
+/// bounds logic, and the plane's interior is then copied out. Every element of `dx` receives the
+/// same terms in the same order (tap, then output row) as in [`col2im_any`]: the same bits. The
+/// input gradients of width 16's stride-2 3x3 layers went from 1.9-3.1 to 1.4-1.7 ms each
+/// (`layer_prof`, batch 64).
+fn col2im_padded<const S: usize, const W: usize>(
+    g: &ConvGeom,
+    dcol: &[f32],
+    ld: usize,
+    dx: &mut [f32],
+) {
+    debug_assert_eq!((g.stride, g.wo), (S, W));
+    let (k, n, ho) = (g.k, g.n(), g.ho);
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let need = ((ho - 1) * S + k - 1) * wp + (W - 1) * S + k;
+    let plane = hp * wp;
+    if need > plane {
+        return col2im_any(g, dcol, ld, dx);
+    }
+    with_inner_scratch(plane, |xp| {
+        for ci in 0..g.cin {
+            xp.fill(0.0);
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = &dcol[((ci * k + ky) * k + kx) * ld..][..n];
+                    for (oy, r) in row.chunks_exact(W).enumerate() {
+                        let base = (oy * S + ky) * wp + kx;
+                        let dst = &mut xp[base..base + (W - 1) * S + 1];
+                        let r: &[f32; W] = r.try_into().expect("chunk of W");
+                        for (j, v) in r.iter().enumerate() {
+                            dst[j * S] += *v;
+                        }
+                    }
+                }
+            }
+            let xc = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            for (iy, d) in xc.chunks_exact_mut(g.w).enumerate() {
+                d.copy_from_slice(&xp[(iy + g.pad) * wp + g.pad..][..g.w]);
+            }
+        }
+    })
+}
+
+/// [`col2im`] for any geometry.
+fn col2im_any(g: &ConvGeom, dcol: &[f32], ld: usize, dx: &mut [f32]) {
     let (k, n, wo) = (g.k, g.n(), g.wo);
     dx.fill(0.0);
     for ci in 0..g.cin {
