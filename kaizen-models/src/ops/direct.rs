@@ -171,7 +171,8 @@ const GROUP_BYTES: usize = 1 << 20;
 /// Output channels per tile of the weight gradient (each tile covers all 9 taps of one input channel):
 /// 27 accumulators, 3 output-gradient vectors and the input vector fill 31 of the 32 registers, and
 /// each input load feeds 3 multiply-adds (2 before: 16->16 32x32 layers 2.5-3.0 -> 2.1-2.3 ms in
-/// `direct_probe`, batch 64; same bits, the sums per element are unchanged).
+/// `direct_probe`, batch 64, with the inputs in cache; with them evicted before each call, as in a
+/// training step, the two were the same within noise). Same bits: the sums per element are unchanged.
 const DW_MR: usize = 3;
 
 /// Whether [`conv_same_bwd_weight`] can run this convolution (3x3 kernels only) on this CPU.
