@@ -21,6 +21,7 @@ mod conv;
 mod direct;
 mod eltwise;
 mod host;
+mod im2col;
 mod linear;
 pub mod profile;
 mod sgd;

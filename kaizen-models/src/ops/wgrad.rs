@@ -8,10 +8,11 @@
 //! Splitting the input channels over the pool instead (no partial sums) was measured as no faster
 //! on any ResNet-18 layer.
 
-use super::conv::{gather_rows, gemm_threads, group_size, im2col, ConvGeom};
+use super::conv::{gather_rows, gemm_threads, group_size, ConvGeom};
 use super::host::{
     assume_init_vec, num_threads, par_chunks, par_map, sgemm, uninit_vec, with_scratch, Mat,
 };
+use super::im2col::im2col;
 use candle_core::Result;
 
 /// Weight gradient on host slices: x, dy -> dW (Cout*CinKK), summed over the batch.
